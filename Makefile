@@ -1,0 +1,47 @@
+# emrkit: `make demo` shows the package's life in a throwaway chroot, `make test` runs every test.
+VERSION ?= $(shell sed -n 's/^- semver: *//p' debian/changelog.yaml | head -n1)
+RELEASE ?= 1
+ARCH    ?= $(shell dpkg --print-architecture 2>/dev/null || go env GOARCH)
+DIST    ?= dist
+# Byte-identical builds: every timestamp comes from the last commit (outside git: the newest
+# changelog entry's date).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || \
+	date -d "$$(sed -n 's/^  date: *//p' debian/changelog.yaml | head -n1)" +%s)
+export SOURCE_DATE_EPOCH
+
+GO      ?= go
+GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
+LDFLAGS  = -s -w -buildid= -X main.version=$(VERSION)-$(RELEASE)
+BIN      = $(DIST)/build/$(VERSION)/emrkit
+DEB      = $(DIST)/emrkit_$(VERSION)-$(RELEASE)_$(ARCH).deb
+
+.PHONY: all build deb test unit e2e lint bench demo deps clean
+all: build
+
+build: $(BIN)
+$(BIN): FORCE
+	@mkdir -p $(dir $@)
+	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $@ ./cmd/emrkit
+
+deb: $(BIN)
+	$(GO) run ./cmd/emrkit-deb --version $(VERSION) --release $(RELEASE) --arch $(ARCH) --binary $(BIN) --out $(DIST)
+
+deps:
+	sh scripts/deps.sh
+
+# Everything: unit, private-MariaDB and chroot lifecycle tests, then lintian on the package.
+test: deb
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m ./...
+	sh scripts/lintian.sh $(DEB)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+demo:
+	sh scripts/demo.sh
+
+clean:
+	rm -rf $(DIST)
+
+FORCE:

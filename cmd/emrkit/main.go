@@ -1,0 +1,45 @@
+// Command emrkit is the binary installed on clinic servers. It only wires the command tree.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/emrkit/emrkit/pkg/cmd/root"
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/plan"
+)
+
+// version is set at build time: -ldflags "-X main.version=0.1.0".
+var version = "0.0.0~dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	f := &cmdutil.Factory{Version: version, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost()}
+	cmd := root.New(f)
+	err := cmd.ExecuteContext(ctx)
+	stop()
+	code := cmdutil.ExitCode(err)
+	if err != nil && err.Error() != "" {
+		// cobra's own argument errors are usage errors too.
+		if code == cmdutil.ExitError && isCobraUsage(err) {
+			code = cmdutil.ExitUsage
+		}
+		fmt.Fprintf(os.Stderr, "emrkit: %s\n", err)
+	}
+	os.Exit(code)
+}
+
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "unknown flag", "unknown shorthand"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,84 @@
+// Package apply is `emrkit apply`: converge the host on the plan, journaling every change.
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+type Options struct {
+	F      *cmdutil.Factory
+	DryRun bool
+}
+
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{F: f}
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Apply every configured step that the host does not hold yet",
+		Long: "Apply converges the host on the configuration: each step checks first and changes only\n" +
+			"what differs, recording the change and its undo data in the journal. Steps whose EMR is not\n" +
+			"installed yet are deferred (exit 3) and finished by a later apply.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.Config()
+			if err != nil {
+				return err
+			}
+			rep, err := Run(cmd.Context(), o, cfg)
+			if err != nil {
+				return err
+			}
+			if rep.Deferred > 0 {
+				return cmdutil.Problem()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "show what would change, change nothing")
+	return cmd
+}
+
+// Run applies the plan for cfg and prints a summary. Deferred steps are reported, not errors:
+// callers decide (apply exits 3, postinst succeeds).
+func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
+	steps, err := plan.Build(cfg, o.F.Host, o.F.Version)
+	if err != nil {
+		return step.Report{}, err
+	}
+	j, err := journal.Open(cfg.Paths.StateDir)
+	if err != nil {
+		return step.Report{}, err
+	}
+	defer j.Close()
+	r := &step.Runner{Journal: j, Undoers: plan.Undoers(), Out: o.F.Out, DryRun: o.DryRun}
+	rep, err := r.Apply(ctx, steps)
+	if err != nil {
+		return rep, fmt.Errorf("apply stopped: %w (the journal records what was done; fix this and run `emrkit apply` again)", err)
+	}
+	Summarize(o.F, rep, len(steps), o.DryRun)
+	return rep, nil
+}
+
+// Summarize prints the one-line outcome of a run.
+func Summarize(f *cmdutil.Factory, rep step.Report, planned int, dry bool) {
+	switch {
+	case !rep.Changed() && rep.Deferred == 0:
+		fmt.Fprintf(f.Out, "nothing to change: %d of %d steps already in place\n", rep.Unchanged, planned)
+	case dry:
+		fmt.Fprintf(f.Out, "dry run: %d to apply, %d to undo, %d unchanged; nothing was changed\n", rep.Applied+rep.Finished, rep.Undone, rep.Unchanged)
+	default:
+		fmt.Fprintf(f.Out, "applied %d, finished %d, undone %d, unchanged %d\n", rep.Applied, rep.Finished, rep.Undone, rep.Unchanged)
+	}
+	if rep.Deferred > 0 {
+		fmt.Fprintf(f.Err, "NOTE: %d step(s) deferred until the EMR is installed; `emrkit status` lists them, `emrkit apply` finishes them\n", rep.Deferred)
+	}
+}

@@ -1,0 +1,87 @@
+// Package revert is `emrkit revert`: undo journaled changes, newest first, compare-and-swap.
+package revert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/debversion"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+type Options struct {
+	F         *cmdutil.Factory
+	All       bool
+	NewerThan string
+	DryRun    bool
+}
+
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{F: f}
+	cmd := &cobra.Command{
+		Use:   "revert (--all | --newer-than VERSION)",
+		Short: "Undo emrkit's changes (all, or those of releases newer than VERSION)",
+		Long: "Revert undoes journaled changes newest first. A value is restored only while the host\n" +
+			"still holds what emrkit wrote; anything changed since by someone else is kept and reported.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.All == (o.NewerThan != "") {
+				return cmdutil.Usage(errors.New("give exactly one of --all or --newer-than VERSION"))
+			}
+			if o.NewerThan != "" {
+				if _, err := debversion.Parse(o.NewerThan); err != nil {
+					return cmdutil.Usage(fmt.Errorf("--newer-than: %w", err))
+				}
+			}
+			cfg, err := f.Config()
+			if err != nil {
+				return err
+			}
+			_, err = Run(cmd.Context(), o, cfg)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&o.All, "all", false, "undo every change emrkit made")
+	cmd.Flags().StringVar(&o.NewerThan, "newer-than", "", "undo changes introduced by releases newer than `VERSION` (Debian order)")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "show what would be undone, change nothing")
+	return cmd
+}
+
+// Match selects the entries a revert covers: all, or those whose since is newer than v.
+func Match(all bool, v string) func(journal.Entry) bool {
+	return func(e journal.Entry) bool {
+		if all {
+			return true
+		}
+		c, err := debversion.Compare(e.Since, v)
+		// An entry with an unreadable version cannot be placed: treat it as newer, since
+		// keeping a change an older release does not know is the riskier choice.
+		return err != nil || c > 0
+	}
+}
+
+func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
+	j, err := journal.Open(cfg.Paths.StateDir)
+	if err != nil {
+		return step.Report{}, err
+	}
+	defer j.Close()
+	r := &step.Runner{Journal: j, Undoers: plan.Undoers(), Out: o.F.Out, DryRun: o.DryRun}
+	rep, err := r.Revert(ctx, Match(o.All, o.NewerThan))
+	if err != nil {
+		return rep, fmt.Errorf("revert stopped: %w", err)
+	}
+	verb := "undone"
+	if o.DryRun {
+		verb = "would undo"
+	}
+	fmt.Fprintf(o.F.Out, "%s %d, kept %d (changed since emrkit wrote them), skipped %d\n", verb, rep.Undone, rep.Kept, rep.Skipped)
+	return rep, nil
+}

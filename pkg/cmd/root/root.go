@@ -1,0 +1,35 @@
+// Package root builds emrkit's command tree. Both the server binary and the .deb builder
+// (for the man page) use it.
+package root
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/emrkit/emrkit/pkg/cmd/apply"
+	"github.com/emrkit/emrkit/pkg/cmd/maint"
+	"github.com/emrkit/emrkit/pkg/cmd/revert"
+	"github.com/emrkit/emrkit/pkg/cmd/status"
+	"github.com/emrkit/emrkit/pkg/cmd/version"
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/config"
+)
+
+// New returns the root command. Flags fill f before any subcommand runs.
+func New(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "emrkit",
+		Short: "Security finishing touches for clinic EMR servers, journaled and reversible",
+		Long: "emrkit applies the security finishing touches of an OSCAR or OpenEMR server (two-factor\n" +
+			"login, encrypted exports, firewall, data migrations) as journaled steps that downgrade and\n" +
+			"purge undo exactly. Exit codes: 0 ok, 1 error, 2 usage error, 3 a check found a problem.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			f.ConfigSet = cmd.Flags().Changed("config")
+		},
+	}
+	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
+	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), maint.New(f))
+	return cmd
+}

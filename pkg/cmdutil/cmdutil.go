@@ -1,0 +1,68 @@
+// Package cmdutil owns what every emrkit command shares: the streams it writes to, where the
+// configuration comes from, and how an error becomes an exit code (design section 7).
+package cmdutil
+
+import (
+	"errors"
+	"io"
+
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/plan"
+)
+
+// Exit codes of the command-line contract.
+const (
+	ExitOK      = 0
+	ExitError   = 1
+	ExitUsage   = 2
+	ExitProblem = 3 // a check found a problem: drift, a deferred step, a failed self-test
+)
+
+// Factory carries a command's dependencies, so commands run in tests without a terminal.
+type Factory struct {
+	Version string
+	Out     io.Writer
+	Err     io.Writer
+	// ConfigPath is the --config flag; ConfigSet says it was given explicitly.
+	ConfigPath string
+	ConfigSet  bool
+	Host       plan.Host
+}
+
+// Config loads and validates the configuration.
+func (f *Factory) Config() (config.Config, error) {
+	return config.Load(f.ConfigPath, f.ConfigSet)
+}
+
+// ExitErr carries an exit code other than 1, with an optional message.
+type ExitErr struct {
+	Code int
+	Err  error // nil: the command already said everything
+}
+
+func (e *ExitErr) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitErr) Unwrap() error { return e.Err }
+
+// Problem is the exit-3 result: the command ran, and what it checked is not right.
+func Problem() error { return &ExitErr{Code: ExitProblem} }
+
+// Usage wraps a usage error (exit 2).
+func Usage(err error) error { return &ExitErr{Code: ExitUsage, Err: err} }
+
+// ExitCode maps an error from a command to the process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var e *ExitErr
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ExitError
+}

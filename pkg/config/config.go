@@ -1,0 +1,273 @@
+// Package config owns /etc/emrkit/emrkit.yaml: its keys and defaults, loading with errors that
+// name the key and the fix, and writing it back atomically with mode 0600 (it may name a
+// password file and reveals the host's layout).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
+)
+
+// DefaultPath is where the package keeps the configuration.
+const DefaultPath = "/etc/emrkit/emrkit.yaml"
+
+// Config is the whole configuration file.
+type Config struct {
+	Profile  string   `yaml:"profile"`
+	Database Database `yaml:"database"`
+	OSCAR    OSCAR    `yaml:"oscar"`
+	TOTP     TOTP     `yaml:"totp"`
+	PGP      PGP      `yaml:"pgp"`
+	Firewall Firewall `yaml:"firewall"`
+	Paths    Paths    `yaml:"paths"`
+}
+
+type Database struct {
+	Socket       string `yaml:"socket"`
+	Host         string `yaml:"host"`
+	Port         Port   `yaml:"port"`
+	Name         string `yaml:"name"`
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+type OSCAR struct {
+	Properties string `yaml:"properties"`  // empty = detect
+	TomcatUser string `yaml:"tomcat_user"` // empty = detect
+}
+
+type TOTP struct {
+	Users  []string `yaml:"users"`
+	Issuer string   `yaml:"issuer"`
+}
+
+type PGP struct {
+	Mode      string `yaml:"mode"`
+	UID       string `yaml:"uid"`
+	PublicKey string `yaml:"public_key"`
+	GnupgHome string `yaml:"gnupghome"`
+}
+
+type Firewall struct {
+	Enable    bool     `yaml:"enable"`
+	HTTPSPort Port     `yaml:"https_port"`
+	SSHPort   Port     `yaml:"ssh_port"` // 0 = detect
+	Deny      []Port   `yaml:"deny"`
+	AllowFrom []string `yaml:"allow_from"`
+}
+
+type Paths struct {
+	StateDir  string `yaml:"state_dir"`
+	BackupDir string `yaml:"backup_dir"`
+	CronFile  string `yaml:"cron_file"`
+}
+
+// Port is a TCP port. It decodes from any scalar so that a wrong value ("abc") reaches
+// Validate, which names the key, instead of failing in the YAML decoder without one.
+type Port struct {
+	N   int
+	raw string
+}
+
+// P makes a Port.
+func P(n int) Port { return Port{N: n} }
+
+func (p *Port) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a port must be a number", n.Line)
+	}
+	p.raw = n.Value
+	v, err := strconv.Atoi(strings.TrimSpace(n.Value))
+	if err != nil {
+		p.N = -1
+		return nil
+	}
+	p.N = v
+	return nil
+}
+
+func (p Port) MarshalYAML() (any, error) { return p.N, nil }
+
+func (p Port) check(key string, zeroOK bool) error {
+	if p.N == 0 && zeroOK {
+		return nil
+	}
+	if p.N < 1 || p.N > 65535 {
+		raw := p.raw
+		if raw == "" {
+			raw = strconv.Itoa(p.N)
+		}
+		return fmt.Errorf("%s: %q is not a port (1-65535)", key, raw)
+	}
+	return nil
+}
+
+// Default returns the configuration of design section 6.
+func Default() Config {
+	return Config{
+		Profile:  "oscar",
+		Database: Database{Socket: "/run/mysqld/mysqld.sock", Port: P(3306), Name: "oscar_15", User: "root"},
+		TOTP:     TOTP{Users: []string{"oscardoc"}, Issuer: "OSCAR"},
+		PGP:      PGP{Mode: "generate", UID: "OSCAR Export <root@localhost>"},
+		Firewall: Firewall{Enable: true, HTTPSPort: P(8443), Deny: []Port{P(3306), P(8080)}, AllowFrom: []string{}},
+		Paths:    Paths{StateDir: "/var/lib/emrkit", BackupDir: "/var/backups/emrkit", CronFile: "/etc/cron.d/emrkit"},
+	}
+}
+
+// Load reads path over the defaults and validates it. A missing file at the default path
+// yields the defaults (a fresh host); a missing file named explicitly is an error.
+func Load(path string, explicit bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %s; fix the file's YAML (keys are listed in the README)", path, oneLine(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// oneLine folds the YAML decoder's multi-line error lists into one line.
+func oneLine(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+var (
+	identifier = regexp.MustCompile(`^[A-Za-z0-9_$]{1,64}$`)
+	// OSCAR's security.user_name; no quotes, blanks or separators.
+	userName = regexp.MustCompile(`^[A-Za-z0-9_.@\-]{1,30}$`)
+)
+
+// ValidUserName reports whether name is acceptable as an OSCAR user name.
+func ValidUserName(name string) bool { return userName.MatchString(name) }
+
+// Validate checks every key; the first error names the key, the bad value and what fits.
+func (c Config) Validate() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	abs := func(key, p string, empty bool) error {
+		if p == "" && empty {
+			return nil
+		}
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s: %q must be an absolute path", key, p)
+		}
+		return nil
+	}
+	checks := []func() error{
+		func() error { return oneOf("profile", c.Profile, "oscar", "openemr") },
+		func() error { return abs("database.socket", c.Database.Socket, true) },
+		func() error { return c.Database.Port.check("database.port", false) },
+		func() error {
+			if !identifier.MatchString(c.Database.Name) {
+				return fmt.Errorf("database.name: %q is not a database name (letters, digits, _ or $, at most 64)", c.Database.Name)
+			}
+			return nil
+		},
+		func() error {
+			if !userName.MatchString(c.Database.User) {
+				return fmt.Errorf("database.user: %q is not a MariaDB user name (letters, digits, . _ @ -)", c.Database.User)
+			}
+			return nil
+		},
+		func() error { return abs("database.password_file", c.Database.PasswordFile, true) },
+		func() error { return abs("oscar.properties", c.OSCAR.Properties, true) },
+		func() error {
+			if c.OSCAR.TomcatUser != "" && !userName.MatchString(c.OSCAR.TomcatUser) {
+				return fmt.Errorf("oscar.tomcat_user: %q is not a user name", c.OSCAR.TomcatUser)
+			}
+			return nil
+		},
+		func() error {
+			for i, u := range c.TOTP.Users {
+				if !userName.MatchString(u) {
+					return fmt.Errorf("totp.users[%d]: %q is not an OSCAR user name (letters, digits, . _ @ -, at most 30)", i, u)
+				}
+			}
+			return nil
+		},
+		func() error { return oneOf("pgp.mode", c.PGP.Mode, "generate", "public-key", "symmetric", "none") },
+		func() error {
+			if c.PGP.Mode == "public-key" && c.PGP.PublicKey == "" {
+				return fmt.Errorf("pgp.public_key: required when pgp.mode is public-key (path to an armored public key)")
+			}
+			return abs("pgp.public_key", c.PGP.PublicKey, true)
+		},
+		func() error { return abs("pgp.gnupghome", c.PGP.GnupgHome, true) },
+		func() error { return c.Firewall.HTTPSPort.check("firewall.https_port", false) },
+		func() error { return c.Firewall.SSHPort.check("firewall.ssh_port", true) },
+		func() error {
+			for i, p := range c.Firewall.Deny {
+				if err := p.check(fmt.Sprintf("firewall.deny[%d]", i), false); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func() error {
+			for i, a := range c.Firewall.AllowFrom {
+				if _, err := netip.ParsePrefix(a); err != nil {
+					if _, err2 := netip.ParseAddr(a); err2 != nil {
+						return fmt.Errorf("firewall.allow_from[%d]: %q is not an address or CIDR (e.g. 10.0.0.0/24)", i, a)
+					}
+				}
+			}
+			return nil
+		},
+		func() error { return abs("paths.state_dir", c.Paths.StateDir, false) },
+		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
+		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Write saves c to path (0600, atomically), creating its directory (0755) when missing.
+func Write(path string, c Config) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("config: encode: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	header := []byte("# emrkit configuration; see `man emrkit` and /usr/share/doc/emrkit/README.md.\n" +
+		"# Written by the package from debconf answers: `dpkg-reconfigure emrkit` to change them.\n")
+	return fsutil.WriteAtomic(path, append(header, data...), 0o600, nil)
+}

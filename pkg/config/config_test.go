@@ -1,0 +1,84 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsValidateAndRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "etc", "emrkit.yaml")
+	if err := Write(p, Default()); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	got, err := Load(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(stripRaw(got), stripRaw(Default())) {
+		t.Fatalf("round trip:\n%+v\n%+v", got, Default())
+	}
+}
+
+// stripRaw drops the decoded source text of ports, which only error messages use.
+func stripRaw(c Config) Config {
+	c.Database.Port.raw, c.Firewall.HTTPSPort.raw, c.Firewall.SSHPort.raw = "", "", ""
+	for i := range c.Firewall.Deny {
+		c.Firewall.Deny[i].raw = ""
+	}
+	return c
+}
+
+func TestMissingDefaultFileGivesDefaults(t *testing.T) {
+	c, err := Load(filepath.Join(t.TempDir(), "none.yaml"), false)
+	if err != nil || c.Profile != "oscar" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml"), true); err == nil {
+		t.Fatal("an explicitly named missing config must be an error")
+	}
+}
+
+func TestValidationNamesKeyAndFix(t *testing.T) {
+	cases := map[string]string{
+		"firewall: {https_port: abc}":           `firewall.https_port: "abc" is not a port (1-65535)`,
+		"firewall: {https_port: 70000}":         `firewall.https_port: "70000" is not a port (1-65535)`,
+		"firewall: {deny: [3306, -1]}":          `firewall.deny[1]: "-1" is not a port`,
+		"firewall: {allow_from: [10.0.0.0/33]}": `firewall.allow_from[0]: "10.0.0.0/33" is not an address or CIDR`,
+		"totp: {users: [\"o'brien\"]}":          `totp.users[0]: "o'brien" is not an OSCAR user name`,
+		"database: {name: \"oscar;drop\"}":      `database.name: "oscar;drop" is not a database name`,
+		"profile: plone":                        `profile: "plone" is not one of oscar, openemr`,
+		"pgp: {mode: public-key}":               `pgp.public_key: required when pgp.mode is public-key`,
+		"paths: {state_dir: relative}":          `paths.state_dir: "relative" must be an absolute path`,
+		"firewal: {}":                           `field firewal not found`,
+	}
+	for in, want := range cases {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(in), 0o600)
+		_, err := Load(p, true)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error spans lines: %q", in, err)
+		}
+	}
+}
+
+func TestWriteRefusesInvalid(t *testing.T) {
+	c := Default()
+	c.Firewall.HTTPSPort = P(0)
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := Write(p, c); err == nil {
+		t.Fatal("invalid config written")
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Fatal("file created for invalid config")
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !faultinject
+
+package fault
+
+// Point is a no-op outside fault-injection builds.
+func Point(string) {}

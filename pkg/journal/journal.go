@@ -1,0 +1,210 @@
+// Package journal owns emrkit's crash-safe record of the changes it made to the host.
+//
+// Every change is an Entry carrying what emrkit wrote (Desired) and what was there before
+// (Before), so any emrkit version can undo it from the journal alone, without the plan that
+// made it. The file is rewritten atomically on every update and guarded by an exclusive
+// lock, so cron, postinst and an admin at the shell never interleave.
+package journal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
+)
+
+// FormatVersion is the on-disk format this emrkit writes. Readers refuse newer formats
+// rather than misread them.
+const FormatVersion = 1
+
+const (
+	fileName = "journal.json"
+	lockName = "journal.lock"
+)
+
+// State is where an entry is in its life.
+type State string
+
+const (
+	// Pending: intent recorded with its before-state; the change may or may not be on the host.
+	Pending State = "pending"
+	// Done: the change is on the host.
+	Done State = "done"
+	// Undone: the change was reverted (or found replaced by someone else and left alone).
+	Undone State = "undone"
+	// Deferred: the step could not run yet (the EMR is not on this host); nothing changed.
+	Deferred State = "deferred"
+)
+
+// Entry is one change emrkit made, or meant to make.
+type Entry struct {
+	ID      string          `json:"id"`     // Kind + ":" + Target, unique in the journal
+	Kind    string          `json:"kind"`   // selects the undo handler, e.g. "props.key"
+	Target  string          `json:"target"` // what is changed, e.g. "/usr/share/tomcat9/oscar.properties#TOTP"
+	Since   string          `json:"since"`  // package version that introduced the step
+	State   State           `json:"state"`
+	Desired json.RawMessage `json:"desired,omitempty"` // what emrkit writes; undo compares against it
+	Before  json.RawMessage `json:"before,omitempty"`  // what was there before; undo restores it
+	Note    string          `json:"note,omitempty"`    // why deferred, or what undo kept
+	Created time.Time       `json:"created"`
+	Updated time.Time       `json:"updated"`
+}
+
+type document struct {
+	Format  int     `json:"format"`
+	Entries []Entry `json:"entries"`
+}
+
+// Journal is an open, locked journal. Close releases the lock.
+type Journal struct {
+	path    string
+	lock    *os.File
+	entries []Entry
+	now     func() time.Time
+}
+
+// ErrBusy is returned by Open when another emrkit process holds the lock.
+var ErrBusy = errors.New("another emrkit is running")
+
+// Open locks and reads the journal in dir, creating dir (0700) when missing.
+// It never waits: a busy lock is an error naming the holder.
+func Open(dir string) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: create state dir: %w", err)
+	}
+	lockPath := filepath.Join(dir, lockName)
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lockPath)
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s); wait for it to finish, then retry", ErrBusy, describeHolder(holder))
+		}
+		return nil, fmt.Errorf("journal: lock %s: %w", lockPath, err)
+	}
+	// Best effort: tells a second process who holds the lock.
+	if err := lock.Truncate(0); err == nil {
+		fmt.Fprintf(lock, "pid %d: %s\n", os.Getpid(), strings.Join(os.Args, " "))
+	}
+	entries, err := read(filepath.Join(dir, fileName))
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return &Journal{path: filepath.Join(dir, fileName), lock: lock, entries: entries, now: time.Now}, nil
+}
+
+func describeHolder(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "holder unknown"
+	}
+	return s
+}
+
+// Read returns the entries in dir without locking, for read-only views such as status.
+// Writers replace the file atomically, so a reader sees a whole version.
+func Read(dir string) ([]Entry, error) {
+	return read(filepath.Join(dir, fileName))
+}
+
+func read(path string) ([]Entry, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal %s is unreadable (%v); fix its permissions (emrkit will not start a new one over it)", path, err)
+	}
+	var doc document
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("journal %s is corrupt (%v); move it aside only once you know what it recorded (emrkit will not replace it)", path, err)
+	}
+	if doc.Format < 1 || doc.Format > FormatVersion {
+		return nil, fmt.Errorf("journal %s has format %d, this emrkit reads up to %d; use a newer emrkit", path, doc.Format, FormatVersion)
+	}
+	return doc.Entries, nil
+}
+
+// Close releases the lock.
+func (j *Journal) Close() error {
+	return j.lock.Close()
+}
+
+// Entries returns a copy of all entries in the order they were first recorded.
+func (j *Journal) Entries() []Entry {
+	return slices.Clone(j.entries)
+}
+
+// Get returns the entry with id.
+func (j *Journal) Get(id string) (Entry, bool) {
+	i := j.index(id)
+	if i < 0 {
+		return Entry{}, false
+	}
+	return j.entries[i], true
+}
+
+func (j *Journal) index(id string) int {
+	return slices.IndexFunc(j.entries, func(e Entry) bool { return e.ID == id })
+}
+
+// Put records e (inserting it or replacing the entry with the same ID) and makes it durable
+// before returning.
+func (j *Journal) Put(e Entry) error {
+	if e.ID == "" || e.Kind == "" || e.State == "" {
+		return fmt.Errorf("journal: entry needs id, kind and state: %+v", e)
+	}
+	now := j.now().UTC()
+	e.Updated = now
+	next := slices.Clone(j.entries)
+	if i := j.index(e.ID); i >= 0 {
+		e.Created = j.entries[i].Created
+		next[i] = e
+	} else {
+		e.Created = now
+		next = append(next, e)
+	}
+	return j.save(next)
+}
+
+func (j *Journal) save(next []Entry) error {
+	if next == nil {
+		next = []Entry{}
+	}
+	data, err := json.MarshalIndent(document{Format: FormatVersion, Entries: next}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("journal: encode: %w", err)
+	}
+	if err := fsutil.WriteAtomic(j.path, append(data, '\n'), 0o600, nil); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.entries = next
+	return nil
+}
+
+// Delete removes the entry with id, for records that stand for no change (a deferral that
+// no longer applies). Changes are never deleted: they become Undone.
+func (j *Journal) Delete(id string) error {
+	i := j.index(id)
+	if i < 0 {
+		return nil
+	}
+	if s := j.entries[i].State; s != Deferred {
+		return fmt.Errorf("journal: refusing to delete %s entry %s; undo it instead", s, id)
+	}
+	next := slices.Delete(slices.Clone(j.entries), i, i+1)
+	return j.save(next)
+}

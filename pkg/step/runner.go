@@ -1,0 +1,301 @@
+package step
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/emrkit/emrkit/pkg/fault"
+	"github.com/emrkit/emrkit/pkg/journal"
+)
+
+// Store is the part of a journal the runner needs; *journal.Journal satisfies it.
+type Store interface {
+	Entries() []journal.Entry
+	Get(id string) (journal.Entry, bool)
+	Put(journal.Entry) error
+	Delete(id string) error
+}
+
+// Runner converges the host on a plan and reverts journal entries, journaling every change.
+type Runner struct {
+	Journal Store
+	Undoers Registry
+	// Out gets one human-readable line per action.
+	Out io.Writer
+	// DryRun reports what would happen and changes nothing, journal included.
+	DryRun bool
+}
+
+// Report counts what a run did.
+type Report struct {
+	Applied, Finished, Unchanged, Deferred int
+	Undone, Kept, Skipped, Unknown         int
+}
+
+// Changed reports whether the run changed (or, dry, would change) anything on the host.
+func (r Report) Changed() bool { return r.Applied+r.Finished+r.Undone > 0 }
+
+// dryVerb is how a dry run words what it would do.
+var dryVerb = map[string]string{
+	"applied": "would apply", "re-applied": "would re-apply", "finished": "would finish",
+	"deferred": "would defer", "undo": "would undo", "keep": "would keep",
+}
+
+func (r *Runner) say(verb, what string) {
+	if w, ok := dryVerb[verb]; ok && r.DryRun {
+		verb = w
+	}
+	fmt.Fprintf(r.Out, "%-18s %s\n", verb, what)
+}
+
+// Apply converges the host on steps, in order. Journal entries of steps no longer planned
+// (config changed, or a newer release's steps on an older binary) are reverted first.
+// It stops at the first failing step: later steps may depend on earlier ones.
+func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
+	var rep Report
+	planned := map[string]bool{}
+	for _, s := range steps {
+		planned[s.ID()] = true
+	}
+	stale := func(e journal.Entry) bool { return !planned[e.ID] }
+	if err := r.revert(ctx, stale, false, &rep); err != nil {
+		return rep, err
+	}
+	for _, s := range steps {
+		if err := r.applyOne(ctx, s, &rep); err != nil {
+			return rep, fmt.Errorf("%s: %w", s.Describe(), err)
+		}
+	}
+	return rep, nil
+}
+
+func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
+	prev, known := r.Journal.Get(s.ID())
+	inSync, err := s.Check(ctx)
+	if d, ok := IsDeferred(err); ok {
+		rep.Deferred++
+		r.say("deferred", fmt.Sprintf("%s: %s", s.Describe(), d.Reason))
+		if known && prev.State == journal.Deferred && prev.Note == d.Reason {
+			return nil
+		}
+		if known && (prev.State == journal.Done || prev.State == journal.Pending) {
+			return nil // a change already made stays journaled for undo
+		}
+		return r.put(journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: s.Since(), State: journal.Deferred, Note: d.Reason})
+	}
+	if err != nil {
+		return err
+	}
+	if known && prev.State == journal.Deferred {
+		if err := r.del(prev.ID); err != nil {
+			return err
+		}
+		known = false
+	}
+	entry := prev
+	switch {
+	case known && prev.State == journal.Pending:
+		// A crash left this change half-done. Its before-state was captured before anything
+		// changed: keep it, whatever the host holds now.
+		if !inSync {
+			if err := r.apply(ctx, s); err != nil {
+				return err
+			}
+		}
+		rep.Finished++
+		r.say("finished", s.Describe()+" (interrupted earlier)")
+	case inSync:
+		rep.Unchanged++
+		return nil
+	case known && prev.State == journal.Done:
+		// Drift: someone changed it since. The original before-state still describes the
+		// host as emrkit found it; only the desired record is refreshed.
+		desired, _, err := s.Capture(ctx)
+		if err != nil {
+			return err
+		}
+		entry.Desired, entry.State = desired, journal.Pending
+		if err := r.put(entry); err != nil {
+			return err
+		}
+		if err := r.apply(ctx, s); err != nil {
+			return err
+		}
+		rep.Applied++
+		r.say("re-applied", s.Describe()+" (had drifted)")
+	default:
+		desired, before, err := s.Capture(ctx)
+		if err != nil {
+			return err
+		}
+		entry = journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: s.Since(),
+			State: journal.Pending, Desired: desired, Before: before}
+		if err := r.put(entry); err != nil {
+			return err
+		}
+		if err := r.apply(ctx, s); err != nil {
+			return err
+		}
+		rep.Applied++
+		r.say("applied", s.Describe())
+	}
+	entry.State, entry.Note = journal.Done, ""
+	return r.put(entry)
+}
+
+func (r *Runner) apply(ctx context.Context, s Step) error {
+	if r.DryRun {
+		return nil
+	}
+	fault.Point("apply " + s.ID())
+	if err := s.Apply(ctx); err != nil {
+		return err
+	}
+	fault.Point("applied " + s.ID())
+	return nil
+}
+
+func (r *Runner) put(e journal.Entry) error {
+	if r.DryRun {
+		return nil
+	}
+	return r.Journal.Put(e)
+}
+
+func (r *Runner) del(id string) error {
+	if r.DryRun {
+		return nil
+	}
+	return r.Journal.Delete(id)
+}
+
+// ErrUnknownKind marks entries this emrkit cannot undo (written by a newer release).
+var ErrUnknownKind = errors.New("unknown change kind")
+
+// Revert undoes, newest first, every pending or done entry that match selects. An entry of a
+// kind this binary does not know is an error (after the others were reverted): only the
+// release that wrote it can undo it.
+func (r *Runner) Revert(ctx context.Context, match func(journal.Entry) bool) (Report, error) {
+	var rep Report
+	err := r.revert(ctx, match, true, &rep)
+	return rep, err
+}
+
+func (r *Runner) revert(ctx context.Context, match func(journal.Entry) bool, strict bool, rep *Report) error {
+	entries := r.Journal.Entries()
+	var unknown []string
+	for _, e := range slices.Backward(entries) {
+		if !match(e) {
+			continue
+		}
+		if e.State == journal.Deferred {
+			if err := r.del(e.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		if e.State != journal.Done && e.State != journal.Pending {
+			continue
+		}
+		u, ok := r.Undoers[e.Kind]
+		if !ok {
+			rep.Unknown++
+			unknown = append(unknown, e.ID)
+			r.say("left in place", fmt.Sprintf("%s (kind %q unknown to this emrkit; revert it with the release that made it)", e.ID, e.Kind))
+			continue
+		}
+		if err := r.undoOne(ctx, u, e, rep); err != nil {
+			return fmt.Errorf("undo %s: %w", e.ID, err)
+		}
+	}
+	if strict && len(unknown) > 0 {
+		return fmt.Errorf("%w: %d entries left in place (%v)", ErrUnknownKind, len(unknown), unknown)
+	}
+	return nil
+}
+
+func (r *Runner) undoOne(ctx context.Context, u Undoer, e journal.Entry, rep *Report) error {
+	if r.DryRun {
+		holds, err := u.Holds(ctx, e)
+		if err != nil {
+			return err
+		}
+		if holds {
+			rep.Undone++
+			r.say("undo", e.ID)
+		} else {
+			rep.Kept++
+			r.say("keep", e.ID+" (changed since emrkit wrote it)")
+		}
+		return nil
+	}
+	fault.Point("undo " + e.ID)
+	o, detail, err := u.Undo(ctx, e)
+	if err != nil {
+		return err
+	}
+	fault.Point("undone " + e.ID)
+	line := e.ID
+	if detail != "" {
+		line += ": " + detail
+	}
+	switch o {
+	case Restored:
+		rep.Undone++
+		r.say("undone", line)
+	case AlreadyBefore:
+		r.say("nothing to undo", line)
+	case Kept:
+		rep.Kept++
+		r.say("kept", line)
+	case Skipped:
+		rep.Skipped++
+		r.say("skipped", line)
+	}
+	e.State, e.Note = journal.Undone, o.String()
+	if detail != "" {
+		e.Note += ": " + detail
+	}
+	return r.put(e)
+}
+
+// Row is one journal entry as the host holds it now.
+type Row struct {
+	journal.Entry
+	// Host is "matches", "drift", "unknown kind", "error: ..." for done and pending entries,
+	// and "" otherwise.
+	Host string
+}
+
+// Inspect checks every entry against the host, for status.
+func Inspect(ctx context.Context, entries []journal.Entry, undoers Registry) []Row {
+	rows := make([]Row, 0, len(entries))
+	for _, e := range entries {
+		row := Row{Entry: e}
+		if e.State == journal.Done || e.State == journal.Pending {
+			u, ok := undoers[e.Kind]
+			switch holds, err := checkHolds(ctx, u, ok, e); {
+			case !ok:
+				row.Host = "unknown kind"
+			case err != nil:
+				row.Host = "error: " + err.Error()
+			case holds:
+				row.Host = "matches"
+			default:
+				row.Host = "drift"
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func checkHolds(ctx context.Context, u Undoer, ok bool, e journal.Entry) (bool, error) {
+	if !ok {
+		return false, nil
+	}
+	return u.Holds(ctx, e)
+}

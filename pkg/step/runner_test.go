@@ -1,0 +1,197 @@
+package step_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/props"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+const original = "# OSCAR\nTOTP=0\nother=x\n"
+
+type fixture struct {
+	dir, path string
+	j         *journal.Journal
+	out       bytes.Buffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir()}
+	f.path = filepath.Join(f.dir, "oscar.properties")
+	if err := os.WriteFile(f.path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(filepath.Join(f.dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	f.j = j
+	return f
+}
+
+func (f *fixture) runner(dry bool) *step.Runner {
+	return &step.Runner{Journal: f.j, Undoers: step.Registry{props.Kind: props.Undoer{}}, Out: &f.out, DryRun: dry}
+}
+
+func (f *fixture) file(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (f *fixture) totp(v string) step.Step {
+	return props.KeyStep{Path: f.path, Key: "TOTP", Value: v, SinceVersion: "0.1.0"}
+}
+
+var all = func(journal.Entry) bool { return true }
+
+func TestApplyTwiceThenRevertRestoresBytes(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	steps := []step.Step{f.totp("1"), props.KeyStep{Path: f.path, Key: "NEW", Value: "v", SinceVersion: "0.1.0"}}
+	rep, err := f.runner(false).Apply(ctx, steps)
+	if err != nil || rep.Applied != 2 {
+		t.Fatalf("first apply: %+v %v", rep, err)
+	}
+	if got := f.file(t); got != "# OSCAR\nTOTP=1\nother=x\nNEW=v\n" {
+		t.Fatalf("after apply: %q", got)
+	}
+	rep, err = f.runner(false).Apply(ctx, steps)
+	if err != nil || rep.Changed() || rep.Unchanged != 2 {
+		t.Fatalf("second apply changed something: %+v %v", rep, err)
+	}
+	rep, err = f.runner(false).Revert(ctx, all)
+	if err != nil || rep.Undone != 2 {
+		t.Fatalf("revert: %+v %v", rep, err)
+	}
+	if got := f.file(t); got != original {
+		t.Fatalf("after revert: %q", got)
+	}
+	for _, e := range f.j.Entries() {
+		if e.State != journal.Undone {
+			t.Fatalf("entry %s is %s", e.ID, e.State)
+		}
+	}
+}
+
+func TestRevertKeepsValueChangedSince(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, err := f.runner(false).Apply(ctx, []step.Step{f.totp("1")}); err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(f.file(t), "TOTP=1", "TOTP=2", 1)
+	os.WriteFile(f.path, []byte(edited), 0o644)
+	rows := step.Inspect(ctx, f.j.Entries(), f.runner(false).Undoers)
+	if rows[0].Host != "drift" {
+		t.Fatalf("status should show drift, got %q", rows[0].Host)
+	}
+	rep, err := f.runner(false).Revert(ctx, all)
+	if err != nil || rep.Kept != 1 || rep.Undone != 0 {
+		t.Fatalf("revert: %+v %v", rep, err)
+	}
+	if f.file(t) != edited {
+		t.Fatal("revert overwrote a value emrkit did not write")
+	}
+}
+
+func TestPendingFromCrashKeepsOriginalBefore(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.totp("1")
+	// What a crash between Apply and the "done" record leaves: a pending entry with the
+	// original before-state, and the file already changed.
+	desired, before, err := s.Capture(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.j.Put(journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: s.Since(), State: journal.Pending, Desired: desired, Before: before})
+	if err := s.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.runner(false).Apply(ctx, []step.Step{s})
+	if err != nil || rep.Finished != 1 {
+		t.Fatalf("resume: %+v %v", rep, err)
+	}
+	if e, _ := f.j.Get(s.ID()); e.State != journal.Done {
+		t.Fatalf("state %s", e.State)
+	}
+	if _, err := f.runner(false).Revert(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if f.file(t) != original {
+		t.Fatalf("revert after resumed crash: %q", f.file(t))
+	}
+}
+
+func TestStaleEntryRevertedWhenStepLeavesPlan(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, err := f.runner(false).Apply(ctx, []step.Step{f.totp("1")}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.runner(false).Apply(ctx, nil)
+	if err != nil || rep.Undone != 1 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if f.file(t) != original {
+		t.Fatal("stale step not undone")
+	}
+}
+
+func TestDeferredThenAvailable(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.totp("1")
+	placeholder := step.Unavailable{StepID: s.ID(), StepKind: s.Kind(), StepTarget: s.Target(), StepSince: "0.1.0", What: "set TOTP=1", Reason: "OSCAR not installed"}
+	rep, err := f.runner(false).Apply(ctx, []step.Step{placeholder})
+	if err != nil || rep.Deferred != 1 || rep.Changed() {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if e, _ := f.j.Get(s.ID()); e.State != journal.Deferred || e.Note != "OSCAR not installed" {
+		t.Fatalf("deferral not journaled: %+v", e)
+	}
+	rep, err = f.runner(false).Apply(ctx, []step.Step{s})
+	if err != nil || rep.Applied != 1 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	rep, err := f.runner(true).Apply(ctx, []step.Step{f.totp("1")})
+	if err != nil || rep.Applied != 1 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if f.file(t) != original || len(f.j.Entries()) != 0 {
+		t.Fatal("dry run changed the host or the journal")
+	}
+	if !strings.Contains(f.out.String(), "would apply") {
+		t.Fatalf("dry-run output: %q", f.out.String())
+	}
+}
+
+func TestRevertUnknownKindIsAnError(t *testing.T) {
+	f := newFixture(t)
+	f.j.Put(journal.Entry{ID: "future:x", Kind: "future", State: journal.Done})
+	_, err := f.runner(false).Revert(context.Background(), all)
+	if !errors.Is(err, step.ErrUnknownKind) {
+		t.Fatalf("got %v", err)
+	}
+	if e, _ := f.j.Get("future:x"); e.State != journal.Done {
+		t.Fatal("unknown entry must stay as it was")
+	}
+}

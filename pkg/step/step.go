@@ -1,0 +1,93 @@
+// Package step owns the contract between emrkit's plan and its journal: a Step knows how to
+// check, capture and apply one change; an Undoer knows how to reverse an entry of its kind
+// from the journal alone; the Runner journals each change around Apply and Undo so a crash at
+// any point converges on re-run.
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/emrkit/emrkit/pkg/journal"
+)
+
+// Step is one desired change to the host.
+type Step interface {
+	// ID is unique and stable across runs: Kind + ":" + Target.
+	ID() string
+	Kind() string
+	Target() string
+	// Since is the package version that introduced the step.
+	Since() string
+	// Describe says in a few words what the step makes true, for humans.
+	Describe() string
+	// Check reports whether the host already holds the desired state. A *DeferredError means
+	// the step cannot run on this host yet.
+	Check(ctx context.Context) (bool, error)
+	// Capture records, before any change, what the step will write and what is there now.
+	Capture(ctx context.Context) (desired, before json.RawMessage, err error)
+	// Apply makes the change. It must be idempotent: after a crash it runs again.
+	Apply(ctx context.Context) error
+}
+
+// Outcome is what an undo did.
+type Outcome int
+
+const (
+	// Restored: the before-state is back.
+	Restored Outcome = iota
+	// AlreadyBefore: the host already held the before-state (the change never landed).
+	AlreadyBefore
+	// Kept: someone changed the value since emrkit wrote it; it was left alone.
+	Kept
+	// Skipped: what the entry touches is gone or cannot be reached (e.g. a tool was removed).
+	Skipped
+)
+
+func (o Outcome) String() string {
+	return [...]string{"restored", "already as before", "kept (changed since)", "skipped"}[o]
+}
+
+// Undoer reverses and inspects journal entries of one kind.
+type Undoer interface {
+	// Undo restores e's before-state only where the host still holds what emrkit wrote
+	// (compare-and-swap). detail explains Kept and Skipped outcomes.
+	Undo(ctx context.Context, e journal.Entry) (o Outcome, detail string, err error)
+	// Holds reports whether the host still holds what e wrote (false = drift).
+	Holds(ctx context.Context, e journal.Entry) (bool, error)
+}
+
+// Registry maps an entry kind to its undoer.
+type Registry map[string]Undoer
+
+// DeferredError says a step cannot run on this host yet (the EMR is not installed).
+type DeferredError struct{ Reason string }
+
+func (e *DeferredError) Error() string { return "deferred: " + e.Reason }
+
+// IsDeferred reports whether err defers the step.
+func IsDeferred(err error) (*DeferredError, bool) {
+	var d *DeferredError
+	ok := errors.As(err, &d)
+	return d, ok
+}
+
+// Unavailable is a placeholder for a step whose target is not on this host yet (no
+// oscar.properties, no database): it journals a deferral and changes nothing.
+type Unavailable struct {
+	StepID, StepKind, StepTarget, StepSince, What, Reason string
+}
+
+func (u Unavailable) ID() string       { return u.StepID }
+func (u Unavailable) Kind() string     { return u.StepKind }
+func (u Unavailable) Target() string   { return u.StepTarget }
+func (u Unavailable) Since() string    { return u.StepSince }
+func (u Unavailable) Describe() string { return u.What }
+func (u Unavailable) Check(context.Context) (bool, error) {
+	return false, &DeferredError{Reason: u.Reason}
+}
+func (u Unavailable) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
+	return nil, nil, &DeferredError{Reason: u.Reason}
+}
+func (u Unavailable) Apply(context.Context) error { return &DeferredError{Reason: u.Reason} }
