@@ -1,0 +1,280 @@
+// Package e2e runs emrkit as a process: the CLI contract (exit codes, one-line errors,
+// idempotence, kill -9 convergence) here, and the package's life under real dpkg in a Debian
+// chroot in lifecycle_test.go.
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/emrkit/emrkit/internal/testbin"
+)
+
+const fixtureProps = "# OSCAR 19 properties\n# keep this comment\nbuttons_on_right=true\nTOTP=0\nDOCUMENT_DIR=/var/lib/OscarDocument/oscar/document/\n"
+
+type host struct {
+	dir, props, config, state string
+}
+
+func newHost(t *testing.T) host {
+	t.Helper()
+	h := host{dir: t.TempDir()}
+	h.props = filepath.Join(h.dir, "oscar.properties")
+	h.config = filepath.Join(h.dir, "emrkit.yaml")
+	h.state = filepath.Join(h.dir, "state")
+	must(t, os.WriteFile(h.props, []byte(fixtureProps), 0o640))
+	cfg := fmt.Sprintf("oscar: {properties: %s}\npaths: {state_dir: %s, backup_dir: %s/backups, cron_file: %s/cron}\n",
+		h.props, h.state, h.dir, h.dir)
+	must(t, os.WriteFile(h.config, []byte(cfg), 0o600))
+	return h
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	killed         bool
+}
+
+func run(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			r.killed = true
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	return string(b)
+}
+
+func TestApplyTwiceSecondChangesNothing(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	h := newHost(t)
+	r := run(t, bin, nil, "--config", h.config, "apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "applied") {
+		t.Fatalf("first apply: %+v", r)
+	}
+	want := strings.Replace(fixtureProps, "TOTP=0", "TOTP=1", 1)
+	if got := read(t, h.props); got != want {
+		t.Fatalf("properties after apply:\n%s", got)
+	}
+	r = run(t, bin, nil, "--config", h.config, "apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to change") {
+		t.Fatalf("second apply: %+v", r)
+	}
+	journal := read(t, filepath.Join(h.state, "journal.json"))
+	r = run(t, bin, nil, "--config", h.config, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "matches") {
+		t.Fatalf("status: %+v", r)
+	}
+	r = run(t, bin, nil, "--config", h.config, "status", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"host": "matches"`) {
+		t.Fatalf("status --json: %+v", r)
+	}
+	if read(t, filepath.Join(h.state, "journal.json")) != journal {
+		t.Fatal("status changed the journal")
+	}
+	r = run(t, bin, nil, "--config", h.config, "revert", "--all", "--dry-run")
+	if r.code != 0 || read(t, h.props) != want {
+		t.Fatalf("dry-run revert: %+v", r)
+	}
+	r = run(t, bin, nil, "--config", h.config, "revert", "--all")
+	if r.code != 0 || read(t, h.props) != fixtureProps {
+		t.Fatalf("revert: %+v\n%s", r, read(t, h.props))
+	}
+}
+
+func TestStatusReportsDriftWithExit3(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	h := newHost(t)
+	run(t, bin, nil, "--config", h.config, "apply")
+	must(t, os.WriteFile(h.props, []byte(strings.Replace(read(t, h.props), "TOTP=1", "TOTP=2", 1)), 0o640))
+	r := run(t, bin, nil, "--config", h.config, "status")
+	if r.code != 3 || !strings.Contains(r.stdout, "drift") {
+		t.Fatalf("status after drift: %+v", r)
+	}
+	// The admin changed it: revert keeps their value.
+	r = run(t, bin, nil, "--config", h.config, "revert", "--all")
+	if r.code != 0 || !strings.Contains(r.stdout, "kept 1") {
+		t.Fatalf("revert: %+v", r)
+	}
+}
+
+func TestRevertNewerThan(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	h := newHost(t)
+	run(t, bin, nil, "--config", h.config, "apply")
+	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "0.1.0"); r.code != 0 || !strings.Contains(read(t, h.props), "TOTP=1") {
+		t.Fatalf("entries since 0.1.0 are not newer than 0.1.0: %+v", r)
+	}
+	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "0.0.9"); r.code != 0 || read(t, h.props) != fixtureProps {
+		t.Fatalf("revert --newer-than 0.0.9: %+v", r)
+	}
+	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "not a version!"); r.code != 2 {
+		t.Fatalf("bad version: %+v", r)
+	}
+}
+
+// TestKillNineAtEveryPointConverges kills apply and revert with SIGKILL at every journal
+// point in turn; re-running must reach the uninterrupted run's result.
+func TestKillNineAtEveryPointConverges(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1", "faultinject")
+	h := newHost(t)
+	r := run(t, bin, []string{"EMRKIT_FAULT=list"}, "--config", h.config, "apply")
+	points := strings.Count(r.stderr, "fault point")
+	if r.code != 0 || points < 2 {
+		t.Fatalf("listing fault points: %+v", r)
+	}
+	applied := read(t, h.props)
+	r = run(t, bin, []string{"EMRKIT_FAULT=list"}, "--config", h.config, "revert", "--all")
+	undoPoints := strings.Count(r.stderr, "fault point")
+
+	for n := 1; n <= points; n++ {
+		h := newHost(t)
+		r := run(t, bin, []string{fmt.Sprintf("EMRKIT_FAULT=%d", n)}, "--config", h.config, "apply")
+		if !r.killed {
+			t.Fatalf("apply point %d: not killed: %+v", n, r)
+		}
+		if r := run(t, bin, nil, "--config", h.config, "apply"); r.code != 0 {
+			t.Fatalf("re-run after kill at %d: %+v", n, r)
+		}
+		if got := read(t, h.props); got != applied {
+			t.Fatalf("kill at %d: converged to\n%s\nwant\n%s", n, got, applied)
+		}
+		if r := run(t, bin, nil, "--config", h.config, "status"); r.code != 0 {
+			t.Fatalf("status after kill at %d: %+v", n, r)
+		}
+		// And the journal still undoes it exactly.
+		run(t, bin, nil, "--config", h.config, "revert", "--all")
+		if got := read(t, h.props); got != fixtureProps {
+			t.Fatalf("revert after kill at %d gave\n%s", n, got)
+		}
+	}
+	for n := 1; n <= undoPoints; n++ {
+		h := newHost(t)
+		run(t, bin, nil, "--config", h.config, "apply")
+		r := run(t, bin, []string{fmt.Sprintf("EMRKIT_FAULT=%d", n)}, "--config", h.config, "revert", "--all")
+		if !r.killed {
+			t.Fatalf("revert point %d: not killed: %+v", n, r)
+		}
+		if r := run(t, bin, nil, "--config", h.config, "revert", "--all"); r.code != 0 {
+			t.Fatalf("revert re-run after kill at %d: %+v", n, r)
+		}
+		if got := read(t, h.props); got != fixtureProps {
+			t.Fatalf("revert killed at %d converged to\n%s", n, got)
+		}
+	}
+	t.Logf("fault points exercised: %d in apply, %d in revert", points, undoPoints)
+}
+
+var oneLine = regexp.MustCompile(`^emrkit: [^\n]+\n$`)
+
+func TestBadInputOneLineNonZeroJournalTruthful(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, h host)
+		code  int
+		want  string
+	}{
+		{"invalid config value", func(t *testing.T, h host) {
+			must(t, os.WriteFile(h.config, []byte(read(t, h.config)+"firewall: {https_port: abc}\n"), 0o600))
+		}, 1, `firewall.https_port: "abc" is not a port (1-65535)`},
+		{"missing properties file", func(t *testing.T, h host) {
+			must(t, os.Remove(h.props))
+		}, 1, "set oscar.properties in the emrkit config"},
+		{"corrupt journal", func(t *testing.T, h host) {
+			must(t, os.MkdirAll(h.state, 0o700))
+			must(t, os.WriteFile(filepath.Join(h.state, "journal.json"), []byte("{garbage"), 0o600))
+		}, 1, "is corrupt"},
+		{"unreadable journal", func(t *testing.T, h host) {
+			must(t, os.MkdirAll(filepath.Join(h.state, "journal.json"), 0o700))
+		}, 1, "is unreadable"},
+		{"missing explicit config", func(t *testing.T, h host) {
+			must(t, os.Remove(h.config))
+		}, 1, "no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHost(t)
+			c.setup(t, h)
+			before := snapshot(t, h.dir)
+			r := run(t, bin, nil, "--config", h.config, "apply")
+			if r.code != c.code || !strings.Contains(r.stderr, c.want) || !oneLine.MatchString(r.stderr) {
+				t.Fatalf("got code %d stderr %q, want code %d and one line containing %q", r.code, r.stderr, c.code, c.want)
+			}
+			if after := snapshot(t, h.dir); after != before {
+				t.Fatalf("failed run changed files:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+func TestConcurrentEmrkitRefused(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	h := newHost(t)
+	must(t, os.MkdirAll(h.state, 0o700))
+	// Another emrkit holding the journal lock, as flock(1) stands in for it.
+	holder := exec.Command("sh", "-c", `exec 9>>"$1" && flock -n 9 && echo locked && exec sleep 30`, "sh", filepath.Join(h.state, "journal.lock"))
+	stdout, _ := holder.StdoutPipe()
+	must(t, holder.Start())
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	buf := make([]byte, 7)
+	if _, err := stdout.Read(buf); err != nil || string(buf) != "locked\n" {
+		t.Fatalf("lock holder did not start: %q %v", buf, err)
+	}
+	r := run(t, bin, nil, "--config", h.config, "apply")
+	if r.code != 1 || !strings.Contains(r.stderr, "another emrkit is running") || !oneLine.MatchString(r.stderr) {
+		t.Fatalf("concurrent apply: %+v", r)
+	}
+	if read(t, h.props) != fixtureProps {
+		t.Fatal("concurrent apply changed the host")
+	}
+}
+
+// snapshot lists every file under dir with its mode and content, for before/after
+// comparison. The journal's lock file is left out: taking the lock is not a change.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || d.Name() == "journal.lock" {
+			return err
+		}
+		fi, _ := d.Info()
+		data, _ := os.ReadFile(p)
+		fmt.Fprintf(&b, "%s %v %q; ", strings.TrimPrefix(p, dir), fi.Mode(), data)
+		return nil
+	})
+	return b.String()
+}

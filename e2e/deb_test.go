@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/emrkit/emrkit/internal/testbin"
+)
+
+// buildDeb runs `make deb` into a fresh directory, as a user would, and returns the package.
+func buildDeb(t *testing.T, extra ...string) string {
+	t.Helper()
+	dist := t.TempDir()
+	args := append([]string{"-C", testbin.RepoRoot(t), "deb", "DIST=" + dist}, extra...)
+	if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dist, "emrkit_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb made %v", debs)
+	}
+	return debs[0]
+}
+
+func TestDebIsReproducible(t *testing.T) {
+	a, b := buildDeb(t), buildDeb(t)
+	da, err := os.ReadFile(a)
+	must(t, err)
+	db, err := os.ReadFile(b)
+	must(t, err)
+	if !bytes.Equal(da, db) {
+		t.Fatalf("two builds differ: %s (%d bytes) vs %s (%d bytes)", a, len(da), b, len(db))
+	}
+}
+
+func TestDebLintianClean(t *testing.T) {
+	deb := buildDeb(t)
+	out, err := exec.Command("sh", filepath.Join(testbin.RepoRoot(t), "scripts", "lintian.sh"), deb).CombinedOutput()
+	if err != nil {
+		t.Fatalf("lintian: %v\n%s", err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out[bytes.LastIndexByte(bytes.TrimSpace(out), '\n')+1:]))
+}
+
+func TestDebOlderVersionRebuildable(t *testing.T) {
+	deb := buildDeb(t, "VERSION=0.1.0")
+	out, err := exec.Command("dpkg-deb", "-f", deb, "Version", "Section").CombinedOutput()
+	if err != nil || string(out) != "Version: 0.1.0-1\nSection: admin\n" {
+		t.Fatalf("control fields: %q %v", out, err)
+	}
+	// A version with no changelog entry cannot be built: it would ship a wrong history.
+	cmd := exec.Command("make", "-C", testbin.RepoRoot(t), "deb", "DIST="+t.TempDir(), "VERSION=0.0.1")
+	if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("no entry for 0.0.1")) {
+		t.Fatalf("building 0.0.1: %v\n%s", err, out)
+	}
+}
