@@ -45,6 +45,10 @@ const (
 	Deferred State = "deferred"
 )
 
+// OriginCommand marks entries made by a direct command (e.g. `2fa enroll`) rather than the
+// plan; apply does not revert them for being absent from the plan.
+const OriginCommand = "command"
+
 // Entry is one change emrkit made, or meant to make.
 type Entry struct {
 	ID      string          `json:"id"`     // Kind + ":" + Target, unique in the journal
@@ -55,6 +59,7 @@ type Entry struct {
 	Desired json.RawMessage `json:"desired,omitempty"` // what emrkit writes; undo compares against it
 	Before  json.RawMessage `json:"before,omitempty"`  // what was there before; undo restores it
 	Note    string          `json:"note,omitempty"`    // why deferred, or what undo kept
+	Origin  string          `json:"origin,omitempty"`  // "" = the plan, OriginCommand = a direct command
 	Created time.Time       `json:"created"`
 	Updated time.Time       `json:"updated"`
 }

@@ -80,7 +80,7 @@ func marshal(d desired, b before) (json.RawMessage, json.RawMessage, error) {
 	return dj, bj, err
 }
 
-func (k KeyStep) Apply(context.Context) error {
+func (k KeyStep) Apply(context.Context, json.RawMessage) error {
 	f, err := Load(k.Path)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package step
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ type Runner struct {
 	Out io.Writer
 	// DryRun reports what would happen and changes nothing, journal included.
 	DryRun bool
+	// Origin is recorded on new entries: "" for the plan, journal.OriginCommand for a direct
+	// command.
+	Origin string
 }
 
 // Report counts what a run did.
@@ -60,7 +64,9 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	for _, s := range steps {
 		planned[s.ID()] = true
 	}
-	stale := func(e journal.Entry) bool { return !planned[e.ID] }
+	// Entries made by a direct command (2fa enroll) are the admin's choice, not the plan's:
+	// only revert and purge undo them.
+	stale := func(e journal.Entry) bool { return !planned[e.ID] && e.Origin != journal.OriginCommand }
 	if err := r.revert(ctx, stale, false, &rep); err != nil {
 		return rep, err
 	}
@@ -101,7 +107,7 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		// A crash left this change half-done. Its before-state was captured before anything
 		// changed: keep it, whatever the host holds now.
 		if !inSync {
-			if err := r.apply(ctx, s); err != nil {
+			if err := r.apply(ctx, s, entry.Desired); err != nil {
 				return err
 			}
 		}
@@ -121,7 +127,7 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		if err := r.put(entry); err != nil {
 			return err
 		}
-		if err := r.apply(ctx, s); err != nil {
+		if err := r.apply(ctx, s, entry.Desired); err != nil {
 			return err
 		}
 		rep.Applied++
@@ -132,11 +138,11 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 			return err
 		}
 		entry = journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: s.Since(),
-			State: journal.Pending, Desired: desired, Before: before}
+			State: journal.Pending, Desired: desired, Before: before, Origin: r.Origin}
 		if err := r.put(entry); err != nil {
 			return err
 		}
-		if err := r.apply(ctx, s); err != nil {
+		if err := r.apply(ctx, s, entry.Desired); err != nil {
 			return err
 		}
 		rep.Applied++
@@ -146,12 +152,12 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 	return r.put(entry)
 }
 
-func (r *Runner) apply(ctx context.Context, s Step) error {
+func (r *Runner) apply(ctx context.Context, s Step, desired json.RawMessage) error {
 	if r.DryRun {
 		return nil
 	}
 	fault.Point("apply " + s.ID())
-	if err := s.Apply(ctx); err != nil {
+	if err := s.Apply(ctx, desired); err != nil {
 		return err
 	}
 	fault.Point("applied " + s.ID())

@@ -118,7 +118,7 @@ func TestPendingFromCrashKeepsOriginalBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.j.Put(journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: s.Since(), State: journal.Pending, Desired: desired, Before: before})
-	if err := s.Apply(ctx); err != nil {
+	if err := s.Apply(ctx, desired); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := f.runner(false).Apply(ctx, []step.Step{s})
@@ -193,5 +193,23 @@ func TestRevertUnknownKindIsAnError(t *testing.T) {
 	}
 	if e, _ := f.j.Get("future:x"); e.State != journal.Done {
 		t.Fatal("unknown entry must stay as it was")
+	}
+}
+
+func TestCommandEntriesAreNotStale(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	cmd := f.runner(false)
+	cmd.Origin = journal.OriginCommand
+	if _, err := cmd.Apply(ctx, []step.Step{f.totp("1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A plan without the step leaves the command's change alone...
+	if rep, err := f.runner(false).Apply(ctx, nil); err != nil || rep.Undone != 0 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// ...and revert still undoes it.
+	if rep, err := f.runner(false).Revert(ctx, all); err != nil || rep.Undone != 1 || f.file(t) != original {
+		t.Fatalf("%+v %v", rep, err)
 	}
 }

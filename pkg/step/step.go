@@ -27,8 +27,10 @@ type Step interface {
 	Check(ctx context.Context) (bool, error)
 	// Capture records, before any change, what the step will write and what is there now.
 	Capture(ctx context.Context) (desired, before json.RawMessage, err error)
-	// Apply makes the change. It must be idempotent: after a crash it runs again.
-	Apply(ctx context.Context) error
+	// Apply makes the change Capture described (desired is what was journaled, so a run
+	// resumed after a crash writes the same thing, e.g. the same generated secret). It must
+	// be idempotent: after a crash it runs again.
+	Apply(ctx context.Context, desired json.RawMessage) error
 }
 
 // Outcome is what an undo did.
@@ -90,4 +92,6 @@ func (u Unavailable) Check(context.Context) (bool, error) {
 func (u Unavailable) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
 	return nil, nil, &DeferredError{Reason: u.Reason}
 }
-func (u Unavailable) Apply(context.Context) error { return &DeferredError{Reason: u.Reason} }
+func (u Unavailable) Apply(context.Context, json.RawMessage) error {
+	return &DeferredError{Reason: u.Reason}
+}

@@ -30,12 +30,17 @@ const (
 
 // serverOptions keep a test server small and fast to start, and mirror the character set
 // Debian's /etc/mysql/mariadb.conf.d/50-server.cnf gives the production server (which
-// --no-defaults would otherwise drop).
-var serverOptions = []string{
-	"--innodb-buffer-pool-size=64M",
-	"--innodb-log-file-size=16M",
-	"--character-set-server=utf8mb4",
-	"--collation-server=utf8mb4_general_ci",
+// --no-defaults would otherwise drop). Each server needs its own tmpdir: at startup
+// mariadbd deletes every #sql* file in its tmpdir, which in a shared /tmp includes the
+// temporary tables of servers other tests are still bootstrapping.
+func serverOptions(dir string) []string {
+	return []string{
+		"--tmpdir=" + filepath.Join(dir, "tmp"),
+		"--innodb-buffer-pool-size=64M",
+		"--innodb-log-file-size=16M",
+		"--character-set-server=utf8mb4",
+		"--collation-server=utf8mb4_general_ci",
+	}
 }
 
 // Server is one private mariadbd. Root logs in over Socket with no password.
@@ -74,6 +79,9 @@ func Start(t testing.TB) *Server {
 		os.RemoveAll(dir)
 	})
 	datadir := filepath.Join(dir, "data")
+	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		t.Fatalf("mariadbtest: %v", err)
+	}
 
 	// --user is honoured only for root, where mariadbd refuses to start without it.
 	var userOpt []string
@@ -86,9 +94,10 @@ func Start(t testing.TB) *Server {
 		"--skip-test-db",
 		"--skip-name-resolve",
 		"--datadir=" + datadir,
-	}, userOpt...), serverOptions...)...)
+	}, userOpt...), serverOptions(dir)...)...)
 	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("mariadbtest: mariadb-install-db: %v\n%s", err, tail(out, 20))
+		// The cause comes first; the advice mariadb-install-db appends fills the end.
+		t.Fatalf("mariadbtest: mariadb-install-db: %v\n%s", err, out)
 	}
 
 	s.cmd = exec.Command(mariadbd, append(append([]string{
@@ -98,9 +107,10 @@ func Start(t testing.TB) *Server {
 		"--skip-networking",
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + s.errorLog,
-	}, userOpt...), serverOptions...)...)
+	}, userOpt...), serverOptions(dir)...)...)
 	// If the test binary dies without running cleanups (a go test timeout panics), take
-	// the server with it rather than leave it running.
+	// the server with it rather than leave it running. (The signal follows the forking OS
+	// thread, which Go keeps alive unless a goroutine exits while locked to it.)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("mariadbtest: start mariadbd: %v", err)
@@ -143,10 +153,7 @@ func lookPath(t testing.TB, name string) string {
 			return p
 		}
 	}
-	if name == "mariadb" || name == "mariadb-dump" {
-		t.Fatalf("%s not found; run scripts/deps.sh (as root) first", name)
-	}
-	t.Fatalf("mariadbd not found; run scripts/deps.sh (as root) first")
+	t.Fatalf("%s not found; run scripts/deps.sh (as root) first", name)
 	return ""
 }
 
@@ -180,7 +187,9 @@ func (s *Server) CreateDatabase(t testing.TB, name string) config.Database {
 	if err != nil {
 		t.Fatalf("mariadbtest: database name: %v", err)
 	}
-	if _, err := s.DB(t, "").ExecContext(t.Context(), "CREATE DATABASE "+q); err != nil {
+	db := s.open(t, "")
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), "CREATE DATABASE "+q); err != nil {
 		t.Fatalf("mariadbtest: create database %s: %v", name, err)
 	}
 	return s.config(name)
@@ -189,11 +198,19 @@ func (s *Server) CreateDatabase(t testing.TB, name string) config.Database {
 // DB opens database name ("" for none) as root; t.Cleanup closes it.
 func (s *Server) DB(t testing.TB, name string) *sql.DB {
 	t.Helper()
+	db := s.open(t, name)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// open is DB for the helpers' own short-lived use, which close it at once rather than
+// holding a connection per call until the test ends.
+func (s *Server) open(t testing.TB, name string) *sql.DB {
+	t.Helper()
 	db, err := mariadb.Open(t.Context(), s.config(name))
 	if err != nil {
 		t.Fatalf("mariadbtest: %v", err)
 	}
-	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -209,9 +226,11 @@ func (s *Server) Checksum(t testing.TB, db, table string) string {
 	if err != nil {
 		t.Fatalf("mariadbtest: checksum: %v", err)
 	}
+	conn := s.open(t, "")
+	defer conn.Close()
 	var name string
 	var sum sql.NullInt64
-	if err := s.DB(t, "").QueryRowContext(t.Context(), "CHECKSUM TABLE "+qd+"."+qt).Scan(&name, &sum); err != nil {
+	if err := conn.QueryRowContext(t.Context(), "CHECKSUM TABLE "+qd+"."+qt).Scan(&name, &sum); err != nil {
 		t.Fatalf("mariadbtest: checksum %s.%s: %v", db, table, err)
 	}
 	if !sum.Valid { // CHECKSUM TABLE reports NULL, with a warning, for a missing table
@@ -225,6 +244,11 @@ func (s *Server) Checksum(t testing.TB, db, table string) string {
 func (s *Server) Dump(t testing.TB, db string, tables ...string) string {
 	t.Helper()
 	dump := lookPath(t, "mariadb-dump")
+	for _, name := range append([]string{db}, tables...) {
+		if err := mariadb.ValidIdentifier(name); err != nil {
+			t.Fatalf("mariadbtest: dump: %v", err)
+		}
+	}
 	defaults, cleanup, err := mariadb.DefaultsFile(s.dir, s.config(""))
 	if err != nil {
 		t.Fatalf("mariadbtest: dump: %v", err)
@@ -235,7 +259,7 @@ func (s *Server) Dump(t testing.TB, db string, tables ...string) string {
 		"--skip-dump-date", "--skip-comments", "--order-by-primary",
 		// One row per INSERT, so a difference shows as a line in a diff.
 		"--skip-extended-insert",
-		"--", db,
+		db,
 	}, tables...)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), dump, args...)
