@@ -14,10 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/emrkit/emrkit/pkg/fsutil"
 )
@@ -86,22 +83,13 @@ func Open(dir string) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: create state dir: %w", err)
 	}
-	lockPath := filepath.Join(dir, lockName)
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := fsutil.TryLock(filepath.Join(dir, lockName))
+	var held *fsutil.LockedError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("%w (%s); wait for it to finish, then retry", ErrBusy, held.Holder)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("journal: open lock: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(lockPath)
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w (%s); wait for it to finish, then retry", ErrBusy, describeHolder(holder))
-		}
-		return nil, fmt.Errorf("journal: lock %s: %w", lockPath, err)
-	}
-	// Best effort: tells a second process who holds the lock.
-	if err := lock.Truncate(0); err == nil {
-		fmt.Fprintf(lock, "pid %d: %s\n", os.Getpid(), strings.Join(os.Args, " "))
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	entries, err := read(filepath.Join(dir, fileName))
 	if err != nil {
@@ -109,14 +97,6 @@ func Open(dir string) (*Journal, error) {
 		return nil, err
 	}
 	return &Journal{path: filepath.Join(dir, fileName), lock: lock, entries: entries, now: time.Now}, nil
-}
-
-func describeHolder(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "holder unknown"
-	}
-	return s
 }
 
 // Read returns the entries in dir without locking, for read-only views such as status.

@@ -1,0 +1,215 @@
+package twofa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+// ColumnsKind is the journal kind of the 2FA schema change.
+const ColumnsKind = "twofa.columns"
+
+// column is one of OSCAR's 2FA columns, with its definition from OSCAR's 2FA SQL and the
+// condition its values meet while nobody has used it.
+type column struct {
+	name, definition, unused string
+}
+
+// columns are added in this order; OSCAR 19.5+ already has them all.
+var columns = []column{
+	{"totp_enabled", "SMALLINT(1) NOT NULL DEFAULT 0", "`totp_enabled` = 0"},
+	{"totp_secret", "VARCHAR(254) NULL", "`totp_secret` IS NULL"},
+	{"totp_algorithm", "VARCHAR(50) NOT NULL DEFAULT 'sha1'", "`totp_algorithm` = 'sha1'"},
+	{"totp_digits", "SMALLINT NOT NULL DEFAULT 6", "`totp_digits` = 6"},
+	{"totp_period", "SMALLINT NOT NULL DEFAULT 30", "`totp_period` = 30"},
+}
+
+type columnsDesired struct {
+	Database string   `json:"database"`
+	Table    string   `json:"table"`
+	Added    []string `json:"added"` // the columns emrkit adds (was missing)
+}
+
+// ColumnsStep makes Table carry OSCAR's five totp_* columns, adding only the missing ones.
+// A Required table that does not exist is an error (wrong database); an optional one
+// (SecurityArchive on older OSCARs) is left alone.
+type ColumnsStep struct {
+	DB           *DB
+	Table        string
+	Required     bool
+	SinceVersion string
+}
+
+func (s ColumnsStep) Kind() string   { return ColumnsKind }
+func (s ColumnsStep) Target() string { return s.DB.Config.Name + "." + s.Table }
+func (s ColumnsStep) ID() string     { return ColumnsKind + ":" + s.Target() }
+func (s ColumnsStep) Since() string  { return s.SinceVersion }
+func (s ColumnsStep) Describe() string {
+	return fmt.Sprintf("add OSCAR's 2FA columns to %s", s.Target())
+}
+
+// missing returns the 2FA columns Table lacks, or nil when the table is absent and optional.
+func (s ColumnsStep) missing(ctx context.Context) ([]string, error) {
+	db, err := s.DB.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := mariadb.ValidIdentifier(s.Table); err != nil {
+		return nil, err
+	}
+	ok, err := tableExists(ctx, db, s.Table)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if s.Required {
+			return nil, fmt.Errorf("database %s has no %s table; set database.name to OSCAR's database (usually oscar_15)", s.DB.Config.Name, s.Table)
+		}
+		return nil, nil
+	}
+	have, err := columnsOf(ctx, db, s.Table)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range columns {
+		if !have[c.name] {
+			out = append(out, c.name)
+		}
+	}
+	return out, nil
+}
+
+func (s ColumnsStep) Check(ctx context.Context) (bool, error) {
+	m, err := s.missing(ctx)
+	return len(m) == 0, err
+}
+
+func (s ColumnsStep) Capture(ctx context.Context) (json.RawMessage, json.RawMessage, error) {
+	m, err := s.missing(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := json.Marshal(columnsDesired{Database: s.DB.Config.Name, Table: s.Table, Added: m})
+	return d, json.RawMessage(`{}`), err
+}
+
+// Apply adds the journaled columns that are still missing, in one ALTER TABLE.
+func (s ColumnsStep) Apply(ctx context.Context, desired json.RawMessage) error {
+	var d columnsDesired
+	if err := json.Unmarshal(desired, &d); err != nil {
+		return err
+	}
+	m, err := s.missing(ctx)
+	if err != nil {
+		return err
+	}
+	var adds []string
+	for _, c := range columns {
+		if slices.Contains(m, c.name) && slices.Contains(d.Added, c.name) {
+			adds = append(adds, fmt.Sprintf("ADD COLUMN `%s` %s", c.name, c.definition))
+		}
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	db, err := s.DB.Get(ctx)
+	if err != nil {
+		return err
+	}
+	// Identifiers are validated constants; DDL takes no placeholders.
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE `%s` %s", s.Table, strings.Join(adds, ", "))); err != nil {
+		return fmt.Errorf("add 2FA columns to %s: %w", s.Table, err)
+	}
+	return nil
+}
+
+// ColumnsUndoer drops the columns emrkit added — each only while no row holds anything
+// but its unused default — after backing up the table.
+type ColumnsUndoer struct {
+	DB *DB
+	// Backup dumps the table before the first destructive change and returns the file.
+	Backup func(ctx context.Context, table string) (string, error)
+}
+
+func (u ColumnsUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string, error) {
+	var d columnsDesired
+	if err := json.Unmarshal(e.Desired, &d); err != nil {
+		return 0, "", fmt.Errorf("journal entry %s: %w", e.ID, err)
+	}
+	db, err := u.DB.Get(ctx)
+	var deferred *step.DeferredError
+	if errors.As(err, &deferred) {
+		return step.Skipped, "database not reachable: " + deferred.Reason, nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if err := mariadb.ValidIdentifier(d.Table); err != nil {
+		return 0, "", err
+	}
+	have, err := columnsOf(ctx, db, d.Table)
+	if err != nil {
+		return 0, "", err
+	}
+	var drop, kept []string
+	for _, c := range columns {
+		if !slices.Contains(d.Added, c.name) || !have[c.name] {
+			continue
+		}
+		var used int
+		q := fmt.Sprintf("SELECT COUNT(*) FROM `%s` WHERE NOT (%s)", d.Table, c.unused)
+		if err := db.QueryRowContext(ctx, q).Scan(&used); err != nil {
+			return 0, "", fmt.Errorf("inspect %s.%s: %w", d.Table, c.name, err)
+		}
+		if used > 0 {
+			kept = append(kept, fmt.Sprintf("%s (%d rows use it)", c.name, used))
+		} else {
+			drop = append(drop, "DROP COLUMN `"+c.name+"`")
+		}
+	}
+	if len(drop) == 0 && len(kept) == 0 {
+		return step.AlreadyBefore, "", nil
+	}
+	if len(drop) > 0 {
+		file, err := u.Backup(ctx, d.Table)
+		if err != nil {
+			return 0, "", fmt.Errorf("backup before dropping columns of %s: %w", d.Table, err)
+		}
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE `%s` %s", d.Table, strings.Join(drop, ", "))); err != nil {
+			return 0, "", fmt.Errorf("drop 2FA columns of %s (backup in %s): %w", d.Table, file, err)
+		}
+	}
+	if len(kept) > 0 {
+		return step.Kept, "kept columns holding data emrkit did not write: " + strings.Join(kept, ", "), nil
+	}
+	return step.Restored, "", nil
+}
+
+func (u ColumnsUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error) {
+	var d columnsDesired
+	if err := json.Unmarshal(e.Desired, &d); err != nil {
+		return false, err
+	}
+	db, err := u.DB.Get(ctx)
+	if err != nil {
+		return false, err
+	}
+	have, err := columnsOf(ctx, db, d.Table)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range d.Added {
+		if !have[c] {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,252 @@
+package twofa
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/step"
+	"github.com/emrkit/emrkit/pkg/totp"
+)
+
+// securityPre2FA is OSCAR's security table before the 2FA SQL (design section 8).
+const securityPre2FA = "CREATE TABLE security (" +
+	"security_no int(6) NOT NULL AUTO_INCREMENT, user_name varchar(30) NOT NULL, password varchar(255) NOT NULL," +
+	"provider_no varchar(6) DEFAULT NULL, pin varchar(255) DEFAULT NULL, b_ExpireSet int(1) DEFAULT 1," +
+	"date_ExpireDate date DEFAULT '2100-01-01', b_LocalLockSet int(1) DEFAULT 1, b_RemoteLockSet int(1) DEFAULT 1," +
+	"forcePasswordReset tinyint(1) DEFAULT NULL, passwordUpdateDate datetime DEFAULT NULL, pinUpdateDate datetime DEFAULT NULL," +
+	"PRIMARY KEY (security_no), UNIQUE KEY user_name (user_name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
+
+const archivePre2FA = "CREATE TABLE SecurityArchive (" +
+	"id int(11) NOT NULL AUTO_INCREMENT, security_no int(6) NOT NULL, user_name varchar(30) NOT NULL," +
+	"password varchar(255) NOT NULL, provider_no varchar(6) DEFAULT NULL, pin varchar(255) DEFAULT NULL," +
+	"PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
+
+// with2FA adds OSCAR 19.5+'s columns to a CREATE TABLE.
+func with2FA(create string) string {
+	cols := ", totp_enabled SMALLINT(1) NOT NULL DEFAULT 0, totp_secret VARCHAR(254), totp_algorithm VARCHAR(50) NOT NULL DEFAULT 'sha1'," +
+		" totp_digits SMALLINT NOT NULL DEFAULT 6, totp_period SMALLINT NOT NULL DEFAULT 30"
+	i := strings.Index(create, ",PRIMARY KEY")
+	return create[:i] + cols + create[i:]
+}
+
+type fixture struct {
+	srv   *mariadbtest.Server
+	db    *DB
+	sql   *sql.DB
+	j     *journal.Journal
+	state string
+	uris  *URIFile
+}
+
+func newFixture(t *testing.T, srv *mariadbtest.Server, name string, modern bool) *fixture {
+	t.Helper()
+	cfg := srv.CreateDatabase(t, name)
+	raw := srv.DB(t, name)
+	sec, arc := securityPre2FA, archivePre2FA
+	if modern {
+		sec, arc = with2FA(sec), with2FA(arc)
+	}
+	for _, q := range []string{sec, arc,
+		"INSERT INTO security (user_name, password, provider_no, pin, pinUpdateDate) VALUES " +
+			"('oscardoc','{sha}x','999998','1117','2019-05-16 14:31:52'), ('nurse','{sha}y','100','4321',NULL), ('doc2','{sha}z','101',NULL,NULL)",
+		"INSERT INTO SecurityArchive (security_no, user_name, password, pin) VALUES (1,'oscardoc','{sha}old','1117')",
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	state := t.TempDir()
+	j, err := journal.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	db := &DB{Config: cfg}
+	t.Cleanup(func() { db.Close() })
+	return &fixture{srv: srv, db: db, sql: raw, j: j, state: state, uris: &URIFile{Path: filepath.Join(state, URIFileName)}}
+}
+
+func (f *fixture) steps(users ...string) []step.Step {
+	s := []step.Step{
+		ColumnsStep{DB: f.db, Table: "security", Required: true, SinceVersion: "0.1.0"},
+		ColumnsStep{DB: f.db, Table: "SecurityArchive", SinceVersion: "0.1.0"},
+	}
+	for _, u := range users {
+		s = append(s, UserStep{DB: f.db, User: u, URIs: f.uris, Issuer: "OSCAR", SinceVersion: "0.1.0"})
+	}
+	return s
+}
+
+func (f *fixture) runner() *step.Runner {
+	backupDir := filepath.Join(f.state, "backups")
+	return &step.Runner{Journal: f.j, Out: os.Stderr, Undoers: step.Registry{
+		ColumnsKind: ColumnsUndoer{DB: f.db, Backup: func(ctx context.Context, table string) (string, error) {
+			return filepath.Join(backupDir, table), nil // the backup package has its own tests
+		}},
+		UserKind: UserUndoer{DB: f.db, URIs: f.uris},
+	}}
+}
+
+func (f *fixture) secret(t *testing.T, user string) string {
+	t.Helper()
+	var s sql.NullString
+	if err := f.sql.QueryRow("SELECT totp_secret FROM security WHERE user_name = ?", user).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s.String
+}
+
+func TestApplyEnrolSyncUndoRestoresDump(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	for _, shape := range []struct {
+		name   string
+		modern bool
+	}{{"pre2fa", false}, {"oscar195", true}} {
+		t.Run(shape.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, srv, "oscar_"+shape.name, shape.modern)
+			before := srv.Dump(t, f.db.Config.Name, "security", "SecurityArchive")
+
+			rep, err := f.runner().Apply(ctx, f.steps("oscardoc", "nurse"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantApplied := 4
+			if shape.modern {
+				wantApplied = 2 // the columns are OSCAR's own: nothing to add, nothing journaled
+			}
+			if rep.Applied != wantApplied {
+				t.Fatalf("applied %d, want %d", rep.Applied, wantApplied)
+			}
+			rep, err = f.runner().Apply(ctx, f.steps("oscardoc", "nurse"))
+			if err != nil || rep.Changed() {
+				t.Fatalf("re-apply changed something: %+v %v", rep, err)
+			}
+			secret := f.secret(t, "oscardoc")
+			if err := totp.ValidSecret(secret); err != nil || len(secret) != 32 {
+				t.Fatalf("secret %q: %v", secret, err)
+			}
+			uris, err := os.ReadFile(f.uris.Path)
+			if err != nil || !strings.Contains(string(uris), "oscardoc\totpauth://totp/OSCAR:oscardoc?") {
+				t.Fatalf("URI file: %q %v", uris, err)
+			}
+			if fi, _ := os.Stat(f.uris.Path); fi.Mode().Perm() != 0o600 {
+				t.Fatalf("URI file mode %v", fi.Mode())
+			}
+
+			now := time.Now()
+			code, _ := totp.Code(secret, now)
+			if _, ok, _ := totp.Verify(secret, code, now, 0); !ok {
+				t.Fatal("code of the enrolled secret does not verify")
+			}
+			props := filepath.Join(t.TempDir(), "oscar.properties")
+			os.WriteFile(props, []byte("TOTP=1\n"), 0o644)
+			sy := &Syncer{DB: f.sql, Properties: props, Now: func() time.Time { return now }}
+			if n, err := sy.Once(ctx); err != nil || n != 2 {
+				t.Fatalf("sync-pins: %d %v", n, err)
+			}
+			var pin string
+			f.sql.QueryRow("SELECT pin FROM security WHERE user_name='oscardoc'").Scan(&pin)
+			if pin != code {
+				t.Fatalf("pin %q, want current code %q", pin, code)
+			}
+
+			rep, err = f.runner().Revert(ctx, func(journal.Entry) bool { return true })
+			if err != nil || rep.Kept != 0 {
+				t.Fatalf("revert: %+v %v", rep, err)
+			}
+			if after := srv.Dump(t, f.db.Config.Name, "security", "SecurityArchive"); after != before {
+				t.Fatalf("dump after undo differs:\n--- before\n%s\n--- after\n%s", before, after)
+			}
+			if _, err := os.Stat(f.uris.Path); !os.IsNotExist(err) {
+				t.Fatal("URI file left behind after undo")
+			}
+		})
+	}
+}
+
+func TestUndoKeepsSecretChangedByOSCAR(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	ctx := context.Background()
+	f := newFixture(t, srv, "oscar_cas", false)
+	if _, err := f.runner().Apply(ctx, f.steps("oscardoc")); err != nil {
+		t.Fatal(err)
+	}
+	// OSCAR's UI re-issues the secret: that secret is the clinic's now.
+	other, _ := totp.NewSecret(strings.NewReader(strings.Repeat("x", 20)))
+	f.sql.Exec("UPDATE security SET totp_secret = ? WHERE user_name='oscardoc'", other)
+	rep, err := f.runner().Revert(ctx, func(journal.Entry) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Kept != 2 { // the user's enrolment, and the columns that hold it
+		t.Fatalf("want 2 kept, got %+v", rep)
+	}
+	if f.secret(t, "oscardoc") != other {
+		t.Fatal("undo overwrote a secret emrkit did not write")
+	}
+}
+
+func TestResumedEnrolmentWritesTheJournaledSecret(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	ctx := context.Background()
+	f := newFixture(t, srv, "oscar_resume", true)
+	s := UserStep{DB: f.db, User: "oscardoc", URIs: f.uris, Issuer: "OSCAR", SinceVersion: "0.1.0"}
+	desired, before, err := s.Capture(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Crash after the pending record, before Apply: the re-run must write that same secret.
+	f.j.Put(journal.Entry{ID: s.ID(), Kind: s.Kind(), Target: s.Target(), Since: "0.1.0", State: journal.Pending, Desired: desired, Before: before})
+	if rep, err := f.runner().Apply(ctx, []step.Step{s}); err != nil || rep.Finished != 1 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if !strings.Contains(string(desired), f.secret(t, "oscardoc")) {
+		t.Fatal("resumed run wrote a different secret than the journal holds")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	ctx := context.Background()
+	f := newFixture(t, srv, "oscar_bad", true)
+	before := srv.Dump(t, f.db.Config.Name, "security")
+	for user, want := range map[string]string{
+		"nobody":         "no such OSCAR user \"nobody\"",
+		"o'brien":        `user name "o'brien"`,
+		"x; DROP TABLE":  `user name "x; DROP TABLE"`,
+		"oscardoc' --  ": `user name`,
+	} {
+		_, err := f.runner().Apply(ctx, f.steps(user))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("user %q: got %v, want %q", user, err, want)
+		}
+	}
+	if srv.Dump(t, f.db.Config.Name, "security") != before || len(f.j.Entries()) != 0 {
+		t.Fatal("bad input changed the database or the journal")
+	}
+
+	// A database without OSCAR's security table: the wrong database.
+	empty := srv.CreateDatabase(t, "not_oscar")
+	_, err := f.runner().Apply(ctx, []step.Step{ColumnsStep{DB: &DB{Config: empty}, Table: "security", Required: true}})
+	if err == nil || !strings.Contains(err.Error(), "has no security table; set database.name") {
+		t.Fatalf("missing table: %v", err)
+	}
+
+	// MariaDB down: the steps wait (deferred) rather than fail an install.
+	down := &DB{Config: f.db.Config}
+	srv.Stop()
+	_, err = down.Get(ctx)
+	var d *step.DeferredError
+	if !errors.As(err, &d) || !strings.Contains(d.Reason, "cannot reach the database server") {
+		t.Fatalf("database down: %v", err)
+	}
+}

@@ -1,0 +1,199 @@
+package twofa
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/step"
+	"github.com/emrkit/emrkit/pkg/totp"
+)
+
+// UserKind is the journal kind of a user's enrolment.
+const UserKind = "twofa.user"
+
+// userState is a user's 2FA columns and PIN. The journal (0600, root) holds it so that undo
+// can put back exactly what was there — the PIN too, since the PIN cycle overwrites it with
+// codes and the user needs their own PIN back when 2FA is undone.
+type userState struct {
+	Enabled int            `json:"enabled"`
+	Secret  sql.NullString `json:"secret"`
+	Pin     sql.NullString `json:"pin"`
+}
+
+type userDesired struct {
+	Database string `json:"database"`
+	User     string `json:"user"`
+	Secret   string `json:"secret"`
+}
+
+// UserStep enrols User: a valid secret and totp_enabled=1. A user who already has a valid
+// secret keeps it (only the flag is set) unless Force issues a new one.
+type UserStep struct {
+	DB           *DB
+	User         string
+	Force        bool
+	URIs         *URIFile
+	Issuer       string
+	SinceVersion string
+}
+
+func (s UserStep) Kind() string     { return UserKind }
+func (s UserStep) Target() string   { return s.DB.Config.Name + ".security#" + s.User }
+func (s UserStep) ID() string       { return UserKind + ":" + s.Target() }
+func (s UserStep) Since() string    { return s.SinceVersion }
+func (s UserStep) Describe() string { return fmt.Sprintf("enrol OSCAR user %s in two-factor login", s.User) }
+
+// ErrNoUser means the user is not in OSCAR's security table.
+var ErrNoUser = errors.New("no such OSCAR user")
+
+func readUser(ctx context.Context, db *sql.DB, user string) (userState, error) {
+	var st userState
+	err := db.QueryRowContext(ctx,
+		"SELECT totp_enabled, totp_secret, pin FROM security WHERE user_name = ?", user).Scan(&st.Enabled, &st.Secret, &st.Pin)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, user)
+	}
+	if err != nil {
+		return st, fmt.Errorf("read 2FA state of %s: %w", user, err)
+	}
+	return st, nil
+}
+
+func (st userState) enrolled() bool {
+	return st.Enabled == 1 && st.Secret.Valid && totp.ValidSecret(st.Secret.String) == nil
+}
+
+func (s UserStep) read(ctx context.Context) (*sql.DB, userState, error) {
+	if !config.ValidUserName(s.User) {
+		return nil, userState{}, fmt.Errorf("user name %q: use letters, digits, . _ @ - (at most 30)", s.User)
+	}
+	db, err := s.DB.Get(ctx)
+	if err != nil {
+		return nil, userState{}, err
+	}
+	st, err := readUser(ctx, db, s.User)
+	return db, st, err
+}
+
+func (s UserStep) Check(ctx context.Context) (bool, error) {
+	_, st, err := s.read(ctx)
+	if err != nil {
+		return false, err
+	}
+	return !s.Force && st.enrolled(), nil
+}
+
+// Capture picks the secret (kept, or new from crypto/rand) before anything is written, so a
+// run resumed after a crash writes the same one.
+func (s UserStep) Capture(ctx context.Context) (json.RawMessage, json.RawMessage, error) {
+	_, st, err := s.read(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	secret := st.Secret.String
+	if s.Force || !st.Secret.Valid || totp.ValidSecret(secret) != nil {
+		if secret, err = totp.NewSecret(rand.Reader); err != nil {
+			return nil, nil, err
+		}
+	}
+	d, err := json.Marshal(userDesired{Database: s.DB.Config.Name, User: s.User, Secret: secret})
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := json.Marshal(st)
+	return d, b, err
+}
+
+func (s UserStep) Apply(ctx context.Context, desired json.RawMessage) error {
+	var d userDesired
+	if err := json.Unmarshal(desired, &d); err != nil {
+		return err
+	}
+	db, _, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx,
+		"UPDATE security SET totp_secret = ?, totp_enabled = 1 WHERE user_name = ?", d.Secret, s.User); err != nil {
+		return fmt.Errorf("enrol %s: %w", s.User, err)
+	}
+	return s.URIs.Put(s.User, totp.URI(s.Issuer, s.User, d.Secret))
+}
+
+// UserUndoer puts a user's previous 2FA state back while the secret is still emrkit's.
+type UserUndoer struct {
+	DB   *DB
+	URIs *URIFile
+}
+
+func decodeUser(e journal.Entry) (userDesired, userState, error) {
+	var d userDesired
+	var b userState
+	if err := json.Unmarshal(e.Desired, &d); err != nil {
+		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
+	}
+	if err := json.Unmarshal(e.Before, &b); err != nil {
+		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
+	}
+	return d, b, nil
+}
+
+func (u UserUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string, error) {
+	d, b, err := decodeUser(e)
+	if err != nil {
+		return 0, "", err
+	}
+	db, err := u.DB.Get(ctx)
+	var deferred *step.DeferredError
+	if errors.As(err, &deferred) {
+		return step.Skipped, "database not reachable: " + deferred.Reason, nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if err := u.URIs.Remove(d.User); err != nil {
+		return 0, "", err
+	}
+	// Compare-and-swap in one statement: only a row still holding emrkit's secret changes.
+	res, err := db.ExecContext(ctx,
+		"UPDATE security SET totp_secret = ?, totp_enabled = ?, pin = ? WHERE user_name = ? AND totp_secret = ? AND totp_enabled = 1",
+		b.Secret, b.Enabled, b.Pin, d.User, d.Secret)
+	if err != nil {
+		return 0, "", fmt.Errorf("undo enrolment of %s: %w", d.User, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return step.Restored, "", nil
+	}
+	cur, err := readUser(ctx, db, d.User)
+	switch {
+	case errors.Is(err, ErrNoUser):
+		return step.Skipped, "user " + d.User + " no longer exists", nil
+	case err != nil:
+		return 0, "", err
+	case cur.Enabled == b.Enabled && cur.Secret == b.Secret:
+		return step.AlreadyBefore, "", nil
+	}
+	return step.Kept, fmt.Sprintf("%s's 2FA was changed since emrkit enrolled them", d.User), nil
+}
+
+func (u UserUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error) {
+	d, _, err := decodeUser(e)
+	if err != nil {
+		return false, err
+	}
+	db, err := u.DB.Get(ctx)
+	if err != nil {
+		return false, err
+	}
+	cur, err := readUser(ctx, db, d.User)
+	if err != nil {
+		return false, err
+	}
+	return cur.Enabled == 1 && cur.Secret.Valid && cur.Secret.String == d.Secret, nil
+}
