@@ -12,29 +12,47 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
+	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 )
 
 const fixtureProps = "# OSCAR 19 properties\n# keep this comment\nbuttons_on_right=true\nTOTP=0\nDOCUMENT_DIR=/var/lib/OscarDocument/oscar/document/\n"
 
+// host is a fixture OSCAR host: oscar.properties, a config pointing emrkit at temp dirs, and
+// an OSCAR database on a private MariaDB.
 type host struct {
-	dir, props, config, state string
+	dir, props, config, state, cron string
+	srv                            *mariadbtest.Server
+	db                             string
 }
 
-func newHost(t *testing.T) host {
+var dbSeq atomic.Int64
+
+func newHost(t *testing.T, srv *mariadbtest.Server) host {
 	t.Helper()
-	h := host{dir: t.TempDir()}
+	h := host{dir: t.TempDir(), srv: srv, db: fmt.Sprintf("oscar_%d", dbSeq.Add(1))}
 	h.props = filepath.Join(h.dir, "oscar.properties")
 	h.config = filepath.Join(h.dir, "emrkit.yaml")
 	h.state = filepath.Join(h.dir, "state")
+	h.cron = filepath.Join(h.dir, "emrkit-cron")
 	must(t, os.WriteFile(h.props, []byte(fixtureProps), 0o640))
-	cfg := fmt.Sprintf("oscar: {properties: %s}\npaths: {state_dir: %s, backup_dir: %s/backups, cron_file: %s/cron}\n",
-		h.props, h.state, h.dir, h.dir)
+	dbc := srv.CreateDatabase(t, h.db)
+	oscarfixture.Create(t, srv.DB(t, h.db), false)
+	cfg := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\n"+
+		"paths: {state_dir: %s, backup_dir: %s/backups, cron_file: %s}\n",
+		dbc.Socket, h.db, h.props, h.state, h.dir, h.cron)
 	must(t, os.WriteFile(h.config, []byte(cfg), 0o600))
 	return h
+}
+
+// dump is the host's OSCAR tables, for before/after comparison.
+func (h host) dump(t *testing.T) string {
+	return h.srv.Dump(t, h.db, "security", "SecurityArchive")
 }
 
 func must(t *testing.T, err error) {
@@ -79,65 +97,80 @@ func read(t *testing.T, p string) string {
 
 func TestApplyTwiceSecondChangesNothing(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1")
-	h := newHost(t)
+	srv := mariadbtest.Start(t)
+	h := newHost(t, srv)
+	before := h.dump(t)
 	r := run(t, bin, nil, "--config", h.config, "apply")
-	if r.code != 0 || !strings.Contains(r.stdout, "applied") {
+	if r.code != 0 || !strings.Contains(r.stdout, "applied 5") {
 		t.Fatalf("first apply: %+v", r)
 	}
 	want := strings.Replace(fixtureProps, "TOTP=0", "TOTP=1", 1)
 	if got := read(t, h.props); got != want {
 		t.Fatalf("properties after apply:\n%s", got)
 	}
+	if !strings.Contains(read(t, h.cron), "2fa sync-pins --for 60s") {
+		t.Fatal("cron entry not installed")
+	}
 	r = run(t, bin, nil, "--config", h.config, "apply")
-	if r.code != 0 || !strings.Contains(r.stdout, "nothing to change") {
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to change: 5 of 5") {
 		t.Fatalf("second apply: %+v", r)
 	}
 	journal := read(t, filepath.Join(h.state, "journal.json"))
 	r = run(t, bin, nil, "--config", h.config, "status")
-	if r.code != 0 || !strings.Contains(r.stdout, "matches") {
+	if r.code != 0 || len(regexp.MustCompile(`(?m)^done +matches `).FindAllString(r.stdout, -1)) != 5 {
 		t.Fatalf("status: %+v", r)
 	}
 	r = run(t, bin, nil, "--config", h.config, "status", "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"host": "matches"`) {
+	if r.code != 0 || strings.Count(r.stdout, `"host": "matches"`) != 5 || strings.Contains(r.stdout, "secret") {
 		t.Fatalf("status --json: %+v", r)
 	}
 	if read(t, filepath.Join(h.state, "journal.json")) != journal {
 		t.Fatal("status changed the journal")
 	}
 	r = run(t, bin, nil, "--config", h.config, "revert", "--all", "--dry-run")
-	if r.code != 0 || read(t, h.props) != want {
+	if r.code != 0 || read(t, h.props) != want || !strings.Contains(r.stdout, "would undo 5") {
 		t.Fatalf("dry-run revert: %+v", r)
 	}
 	r = run(t, bin, nil, "--config", h.config, "revert", "--all")
 	if r.code != 0 || read(t, h.props) != fixtureProps {
 		t.Fatalf("revert: %+v\n%s", r, read(t, h.props))
 	}
+	if h.dump(t) != before {
+		t.Fatal("database differs from before apply after revert --all")
+	}
+	if _, err := os.Stat(h.cron); !os.IsNotExist(err) {
+		t.Fatal("cron entry left behind")
+	}
 }
 
 func TestStatusReportsDriftWithExit3(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1")
-	h := newHost(t)
+	h := newHost(t, mariadbtest.Start(t))
 	run(t, bin, nil, "--config", h.config, "apply")
 	must(t, os.WriteFile(h.props, []byte(strings.Replace(read(t, h.props), "TOTP=1", "TOTP=2", 1)), 0o640))
 	r := run(t, bin, nil, "--config", h.config, "status")
 	if r.code != 3 || !strings.Contains(r.stdout, "drift") {
 		t.Fatalf("status after drift: %+v", r)
 	}
-	// The admin changed it: revert keeps their value.
+	// The admin changed it: revert keeps their value and undoes the rest.
 	r = run(t, bin, nil, "--config", h.config, "revert", "--all")
-	if r.code != 0 || !strings.Contains(r.stdout, "kept 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, "undone 4, kept 1") {
 		t.Fatalf("revert: %+v", r)
+	}
+	if !strings.Contains(read(t, h.props), "TOTP=2") {
+		t.Fatal("the admin's value was overwritten")
 	}
 }
 
 func TestRevertNewerThan(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1")
-	h := newHost(t)
+	h := newHost(t, mariadbtest.Start(t))
+	before := h.dump(t)
 	run(t, bin, nil, "--config", h.config, "apply")
 	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "0.1.0"); r.code != 0 || !strings.Contains(read(t, h.props), "TOTP=1") {
 		t.Fatalf("entries since 0.1.0 are not newer than 0.1.0: %+v", r)
 	}
-	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "0.0.9"); r.code != 0 || read(t, h.props) != fixtureProps {
+	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "0.0.9"); r.code != 0 || read(t, h.props) != fixtureProps || h.dump(t) != before {
 		t.Fatalf("revert --newer-than 0.0.9: %+v", r)
 	}
 	if r := run(t, bin, nil, "--config", h.config, "revert", "--newer-than", "not a version!"); r.code != 2 {
@@ -146,13 +179,15 @@ func TestRevertNewerThan(t *testing.T) {
 }
 
 // TestKillNineAtEveryPointConverges kills apply and revert with SIGKILL at every journal
-// point in turn; re-running must reach the uninterrupted run's result.
+// point in turn; re-running must reach the uninterrupted run's result, and the journal must
+// still undo everything exactly.
 func TestKillNineAtEveryPointConverges(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1", "faultinject")
-	h := newHost(t)
+	srv := mariadbtest.Start(t)
+	h := newHost(t, srv)
 	r := run(t, bin, []string{"EMRKIT_FAULT=list"}, "--config", h.config, "apply")
 	points := strings.Count(r.stderr, "fault point")
-	if r.code != 0 || points < 2 {
+	if r.code != 0 || points < 10 {
 		t.Fatalf("listing fault points: %+v", r)
 	}
 	applied := read(t, h.props)
@@ -160,7 +195,8 @@ func TestKillNineAtEveryPointConverges(t *testing.T) {
 	undoPoints := strings.Count(r.stderr, "fault point")
 
 	for n := 1; n <= points; n++ {
-		h := newHost(t)
+		h := newHost(t, srv)
+		before := h.dump(t)
 		r := run(t, bin, []string{fmt.Sprintf("EMRKIT_FAULT=%d", n)}, "--config", h.config, "apply")
 		if !r.killed {
 			t.Fatalf("apply point %d: not killed: %+v", n, r)
@@ -171,17 +207,19 @@ func TestKillNineAtEveryPointConverges(t *testing.T) {
 		if got := read(t, h.props); got != applied {
 			t.Fatalf("kill at %d: converged to\n%s\nwant\n%s", n, got, applied)
 		}
+		// status compares every journal entry with the host: the enrolled secret in the
+		// database is the one the journal recorded before the kill.
 		if r := run(t, bin, nil, "--config", h.config, "status"); r.code != 0 {
 			t.Fatalf("status after kill at %d: %+v", n, r)
 		}
-		// And the journal still undoes it exactly.
 		run(t, bin, nil, "--config", h.config, "revert", "--all")
-		if got := read(t, h.props); got != fixtureProps {
-			t.Fatalf("revert after kill at %d gave\n%s", n, got)
+		if got := read(t, h.props); got != fixtureProps || h.dump(t) != before {
+			t.Fatalf("revert after kill at %d did not restore the host", n)
 		}
 	}
 	for n := 1; n <= undoPoints; n++ {
-		h := newHost(t)
+		h := newHost(t, srv)
+		before := h.dump(t)
 		run(t, bin, nil, "--config", h.config, "apply")
 		r := run(t, bin, []string{fmt.Sprintf("EMRKIT_FAULT=%d", n)}, "--config", h.config, "revert", "--all")
 		if !r.killed {
@@ -190,8 +228,8 @@ func TestKillNineAtEveryPointConverges(t *testing.T) {
 		if r := run(t, bin, nil, "--config", h.config, "revert", "--all"); r.code != 0 {
 			t.Fatalf("revert re-run after kill at %d: %+v", n, r)
 		}
-		if got := read(t, h.props); got != fixtureProps {
-			t.Fatalf("revert killed at %d converged to\n%s", n, got)
+		if got := read(t, h.props); got != fixtureProps || h.dump(t) != before {
+			t.Fatalf("revert killed at %d did not converge to the original host", n)
 		}
 	}
 	t.Logf("fault points exercised: %d in apply, %d in revert", points, undoPoints)
@@ -201,6 +239,7 @@ var oneLine = regexp.MustCompile(`^emrkit: [^\n]+\n$`)
 
 func TestBadInputOneLineNonZeroJournalTruthful(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1")
+	srv := mariadbtest.Start(t)
 	cases := []struct {
 		name  string
 		setup func(t *testing.T, h host)
@@ -223,17 +262,28 @@ func TestBadInputOneLineNonZeroJournalTruthful(t *testing.T) {
 		{"missing explicit config", func(t *testing.T, h host) {
 			must(t, os.Remove(h.config))
 		}, 1, "no such file"},
+		{"user that does not exist", func(t *testing.T, h host) {
+			must(t, os.WriteFile(h.config, []byte(read(t, h.config)+"totp: {users: [oscardoc, ghost]}\n"), 0o600))
+		}, 1, `no such OSCAR user "ghost" in security; fix totp.users`},
+		{"user name with a quote", func(t *testing.T, h host) {
+			must(t, os.WriteFile(h.config, []byte(read(t, h.config)+"totp: {users: [\"o'brien\"]}\n"), 0o600))
+		}, 1, `totp.users[0]: "o'brien" is not an OSCAR user name`},
+		{"database without a security table", func(t *testing.T, h host) {
+			h.srv.CreateDatabase(t, h.db+"_empty")
+			cfg := strings.Replace(read(t, h.config), "name: "+h.db, "name: "+h.db+"_empty", 1)
+			must(t, os.WriteFile(h.config, []byte(cfg), 0o600))
+		}, 1, "has no security table; set database.name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHost(t)
+			h := newHost(t, srv)
 			c.setup(t, h)
-			before := snapshot(t, h.dir)
+			before := snapshot(t, h.dir) + h.dump(t)
 			r := run(t, bin, nil, "--config", h.config, "apply")
 			if r.code != c.code || !strings.Contains(r.stderr, c.want) || !oneLine.MatchString(r.stderr) {
 				t.Fatalf("got code %d stderr %q, want code %d and one line containing %q", r.code, r.stderr, c.code, c.want)
 			}
-			if after := snapshot(t, h.dir); after != before {
+			if after := snapshot(t, h.dir) + h.dump(t); after != before {
 				t.Fatalf("failed run changed files:\nbefore %s\nafter  %s", before, after)
 			}
 		})
@@ -242,7 +292,7 @@ func TestBadInputOneLineNonZeroJournalTruthful(t *testing.T) {
 
 func TestConcurrentEmrkitRefused(t *testing.T) {
 	bin := testbin.Emrkit(t, "0.1.0-1")
-	h := newHost(t)
+	h := newHost(t, mariadbtest.Start(t))
 	must(t, os.MkdirAll(h.state, 0o700))
 	// Another emrkit holding the journal lock, as flock(1) stands in for it.
 	holder := exec.Command("sh", "-c", `exec 9>>"$1" && flock -n 9 && echo locked && exec sleep 30`, "sh", filepath.Join(h.state, "journal.lock"))

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/journal"
@@ -48,6 +49,15 @@ func (s Step) Target() string   { return s.Path }
 func (s Step) ID() string       { return Kind + ":" + s.Path }
 func (s Step) Since() string    { return s.SinceVersion }
 func (s Step) Describe() string { return fmt.Sprintf("install %s (%s)", s.Path, s.What) }
+
+// Preflight checks that the file's directory exists: emrkit does not create /etc/cron.d.
+func (s Step) Preflight(context.Context) error {
+	dir := filepath.Dir(s.Path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory; is the package it belongs to installed?", dir)
+	}
+	return nil
+}
 
 func (s Step) Check(context.Context) (bool, error) {
 	cur, err := os.ReadFile(s.Path)

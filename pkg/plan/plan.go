@@ -5,44 +5,81 @@
 package plan
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/cron"
 	"github.com/emrkit/emrkit/pkg/debversion"
+	"github.com/emrkit/emrkit/pkg/managedfile"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
+	"github.com/emrkit/emrkit/pkg/twofa"
 )
 
 // Host is what the plan reads from the machine, kept apart so tests can point it elsewhere.
 type Host struct {
 	// PropertiesCandidates are probed, in order, when oscar.properties is not configured.
 	PropertiesCandidates []string
+	// ConfigPath is the configuration file, for jobs that run emrkit again (cron).
+	ConfigPath string
 }
 
 // DefaultHost probes where Debian's OSCAR packages put oscar.properties (Tomcat 9, 8, 7).
 func DefaultHost() Host {
-	return Host{PropertiesCandidates: []string{
-		"/usr/share/tomcat9/oscar.properties",
-		"/usr/share/tomcat8/oscar.properties",
-		"/usr/share/tomcat7/oscar.properties",
-	}}
+	return Host{
+		PropertiesCandidates: []string{
+			"/usr/share/tomcat9/oscar.properties",
+			"/usr/share/tomcat8/oscar.properties",
+			"/usr/share/tomcat7/oscar.properties",
+		},
+		ConfigPath: config.DefaultPath,
+	}
 }
 
-// item is one entry of the catalogue.
+// Plan is one release's steps for a configuration, with the undoers for every kind any
+// release journals. Close releases its database connection.
+type Plan struct {
+	Steps   []step.Step
+	Undoers step.Registry
+	db      *twofa.DB
+}
+
+// Close releases the database connection, if one was opened.
+func (p *Plan) Close() error { return p.db.Close() }
+
+// env is what catalogue items build from.
+type env struct {
+	cfg   config.Config
+	host  Host
+	since string
+	db    *twofa.DB
+	uris  *twofa.URIFile
+}
+
 type item struct {
 	since string
-	build func(cfg config.Config, h Host, since string) ([]step.Step, error)
+	build func(e env) ([]step.Step, error)
 }
 
-// catalogue lists every step emrkit knows, in run order.
+// catalogue lists every step emrkit knows, in run order. OSCAR's TOTP switch comes last: it
+// must not be on before the schema and the enrolments it relies on.
 var catalogue = []item{
-	{since: "0.1.0", build: oscarProperty("TOTP", "1")},
+	{since: "0.1.0", build: twofaSchema},
+	{since: "0.1.0", build: twofaUsers},
+	{since: "0.1.0", build: pinCron},
+	{since: "0.1.0", build: totpSwitch},
 }
 
-// Build returns the steps of release version for cfg, in order.
-func Build(cfg config.Config, h Host, version string) ([]step.Step, error) {
-	var steps []step.Step
+// New builds the plan of release version for cfg. It connects to nothing: steps open the
+// database when they first need it.
+func New(cfg config.Config, h Host, version string) (*Plan, error) {
+	e := env{cfg: cfg, host: h, db: &twofa.DB{Config: cfg.Database},
+		uris: &twofa.URIFile{Path: filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)}}
+	p := &Plan{db: e.db, Undoers: undoers(e)}
 	for _, it := range catalogue {
 		ok, err := debversion.AtMost(it.since, version)
 		if err != nil {
@@ -51,49 +88,106 @@ func Build(cfg config.Config, h Host, version string) ([]step.Step, error) {
 		if !ok {
 			continue
 		}
-		s, err := it.build(cfg, h, it.since)
+		e.since = it.since
+		s, err := it.build(e)
 		if err != nil {
 			return nil, err
 		}
-		steps = append(steps, s...)
+		p.Steps = append(p.Steps, s...)
+	}
+	return p, nil
+}
+
+// undoers knows every kind any release journals, whatever the version: undo must work for
+// entries this binary's own plan no longer makes.
+func undoers(e env) step.Registry {
+	return step.Registry{
+		props.Kind:       props.Undoer{},
+		managedfile.Kind: managedfile.Undoer{},
+		twofa.ColumnsKind: twofa.ColumnsUndoer{DB: e.db, Backup: func(ctx context.Context, table string) (string, error) {
+			return backup.Dump(ctx, e.cfg.Database, e.cfg.Paths.BackupDir, "before-undo-"+table, table)
+		}},
+		twofa.UserKind: twofa.UserUndoer{DB: e.db, URIs: e.uris},
+	}
+}
+
+func oscar(e env) bool { return e.cfg.Profile == "oscar" }
+
+func twofaSchema(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
+	}
+	return []step.Step{
+		twofa.ColumnsStep{DB: e.db, Table: "security", Required: true, SinceVersion: e.since},
+		twofa.ColumnsStep{DB: e.db, Table: "SecurityArchive", SinceVersion: e.since},
+	}, nil
+}
+
+func twofaUsers(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
+	}
+	var steps []step.Step
+	for _, u := range e.cfg.TOTP.Users {
+		steps = append(steps, twofa.UserStep{DB: e.db, User: u, URIs: e.uris, Issuer: e.cfg.TOTP.Issuer, SinceVersion: e.since})
 	}
 	return steps, nil
 }
 
-// Undoers knows every kind any release journals, whatever the version: undo must work for
-// entries this binary's own plan no longer makes.
-func Undoers() step.Registry {
-	return step.Registry{
-		props.Kind: props.Undoer{},
+func pinCron(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
 	}
+	s, err := cron.PINStep(e.cfg.Paths.CronFile, e.host.ConfigPath, e.since)
+	if err != nil {
+		return nil, err
+	}
+	return []step.Step{s}, nil
 }
 
-// oscarProperty sets key=value in oscar.properties for the OSCAR profile.
-func oscarProperty(key, value string) func(config.Config, Host, string) ([]step.Step, error) {
-	return func(cfg config.Config, h Host, since string) ([]step.Step, error) {
-		if cfg.Profile != "oscar" {
-			return nil, nil
-		}
-		path, found := propertiesPath(cfg, h)
-		s := props.KeyStep{Path: path, Key: key, Value: value, SinceVersion: since}
-		if err := s.Validate(); err != nil {
-			return nil, err
-		}
-		if !found {
-			return []step.Step{step.Unavailable{
-				StepID: props.Kind + ":oscar.properties#" + key, StepKind: props.Kind,
-				StepTarget: "oscar.properties#" + key, StepSince: since,
-				What:   fmt.Sprintf("set %s=%s in oscar.properties", key, value),
-				Reason: "OSCAR is not installed (no oscar.properties found); run `emrkit apply` after installing it",
-			}}, nil
-		}
-		return []step.Step{s}, nil
+// totpSwitch sets TOTP=1 once OSCAR's security table has the 2FA columns.
+func totpSwitch(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
 	}
+	s, err := oscarProperty(e, "TOTP", "1")
+	if err != nil {
+		return nil, err
+	}
+	schema := twofa.ColumnsStep{DB: e.db, Table: "security", Required: true}
+	return []step.Step{step.Gated{Step: s, Gate: func(ctx context.Context) error {
+		ok, err := schema.Check(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &step.DeferredError{Reason: "waits for OSCAR's 2FA columns in " + schema.Target()}
+		}
+		return nil
+	}}}, nil
 }
 
-// propertiesPath returns the configured file, or the first candidate that exists. A
-// configured file is used as given, so a wrong path is an error rather than a deferral.
-func propertiesPath(cfg config.Config, h Host) (string, bool) {
+// oscarProperty sets key=value in oscar.properties, or defers when OSCAR is not installed.
+func oscarProperty(e env, key, value string) (step.Step, error) {
+	path, found := PropertiesPath(e.cfg, e.host)
+	s := props.KeyStep{Path: path, Key: key, Value: value, SinceVersion: e.since}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return step.Unavailable{
+			StepID: props.Kind + ":oscar.properties#" + key, StepKind: props.Kind,
+			StepTarget: "oscar.properties#" + key, StepSince: e.since,
+			What:   fmt.Sprintf("set %s=%s in oscar.properties", key, value),
+			Reason: "OSCAR is not installed (no oscar.properties found); run `emrkit apply` after installing it",
+		}, nil
+	}
+	return s, nil
+}
+
+// PropertiesPath returns the configured oscar.properties, or the first candidate that exists.
+// A configured file is used as given, so a wrong path is an error rather than a deferral.
+func PropertiesPath(cfg config.Config, h Host) (string, bool) {
 	if cfg.OSCAR.Properties != "" {
 		return cfg.OSCAR.Properties, true
 	}

@@ -1,61 +1,105 @@
 package plan
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
-func TestSinceFiltersSteps(t *testing.T) {
+func testConfig(t *testing.T) config.Config {
 	cfg := config.Default()
-	cfg.OSCAR.Properties = "/x/oscar.properties"
-	for v, want := range map[string]int{"0.0.9": 0, "0.1.0~rc1": 0, "0.1.0": 1, "0.1.0-1": 1, "9.0": 1} {
-		steps, err := Build(cfg, Host{}, v)
-		if err != nil || len(steps) != want {
-			t.Errorf("version %s: %d steps (%v), want %d", v, len(steps), err, want)
+	dir := t.TempDir()
+	cfg.OSCAR.Properties = filepath.Join(dir, "oscar.properties")
+	cfg.Paths = config.Paths{StateDir: dir + "/state", BackupDir: dir + "/backups", CronFile: dir + "/emrkit"}
+	cfg.Database.Socket = dir + "/no-such.sock"
+	return cfg
+}
+
+func build(t *testing.T, cfg config.Config, h Host, v string) []step.Step {
+	t.Helper()
+	p, err := New(cfg, h, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Steps
+}
+
+func TestSinceFiltersSteps(t *testing.T) {
+	cfg := testConfig(t)
+	for v, want := range map[string]int{"0.0.9": 0, "0.1.0~rc1": 0, "0.1.0": 5, "0.1.0-1": 5, "9.0": 5} {
+		if got := len(build(t, cfg, DefaultHost(), v)); got != want {
+			t.Errorf("version %s: %d steps, want %d", v, got, want)
 		}
 	}
-	if _, err := Build(cfg, Host{}, "not a version"); err == nil {
+	if _, err := New(cfg, Host{}, "not a version"); err == nil {
 		t.Error("bad version accepted")
 	}
 }
 
-func TestPropertiesDetectionAndDeferral(t *testing.T) {
+func TestOrderTOTPSwitchLast(t *testing.T) {
+	steps := build(t, testConfig(t), DefaultHost(), "0.1.0")
+	kinds := []string{}
+	for _, s := range steps {
+		kinds = append(kinds, s.Kind())
+	}
+	want := []string{"twofa.columns", "twofa.columns", "twofa.user", "file", "props.key"}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("order %v", kinds)
+	}
+}
+
+func TestWithoutDatabaseEverythingDefers(t *testing.T) {
+	cfg := testConfig(t)
+	os.WriteFile(cfg.OSCAR.Properties, []byte("TOTP=0\n"), 0o644)
+	ctx := context.Background()
+	for _, s := range build(t, cfg, DefaultHost(), "0.1.0") {
+		_, err := s.Check(ctx)
+		if s.Kind() == "file" {
+			continue // the cron entry does not need the database
+		}
+		if _, ok := step.IsDeferred(err); !ok {
+			t.Errorf("%s: want deferred with no database, got %v", s.ID(), err)
+		}
+	}
+}
+
+func TestPropertiesDetection(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.OSCAR.Properties = ""
 	dir := t.TempDir()
 	p := filepath.Join(dir, "tomcat9", "oscar.properties")
-	h := Host{PropertiesCandidates: []string{filepath.Join(dir, "tomcat8", "oscar.properties"), p}}
-	steps, err := Build(config.Default(), h, "0.1.0")
-	if err != nil || len(steps) != 1 {
-		t.Fatal(steps, err)
-	}
-	if _, ok := steps[0].(step.Unavailable); !ok {
-		t.Fatalf("want deferral without oscar.properties, got %T", steps[0])
+	h := Host{PropertiesCandidates: []string{filepath.Join(dir, "tomcat8", "oscar.properties"), p}, ConfigPath: config.DefaultPath}
+	if _, found := PropertiesPath(cfg, h); found {
+		t.Fatal("found a file that does not exist")
 	}
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	os.WriteFile(p, nil, 0o644)
-	steps, _ = Build(config.Default(), h, "0.1.0")
-	if steps[0].Target() != p+"#TOTP" {
-		t.Fatalf("detected %s", steps[0].Target())
+	if got, found := PropertiesPath(cfg, h); !found || got != p {
+		t.Fatalf("detected %s %v", got, found)
 	}
 }
 
 func TestOpenEMRProfileHasNoOSCARSteps(t *testing.T) {
-	cfg := config.Default()
+	cfg := testConfig(t)
 	cfg.Profile = "openemr"
-	if steps, _ := Build(cfg, Host{}, "0.1.0"); len(steps) != 0 {
+	if steps := build(t, cfg, DefaultHost(), "0.1.0"); len(steps) != 0 {
 		t.Fatalf("%v", steps)
 	}
 }
 
 func TestEveryKindHasAnUndoer(t *testing.T) {
-	cfg := config.Default()
-	cfg.OSCAR.Properties = "/x"
-	steps, _ := Build(cfg, Host{}, "999")
-	for _, s := range steps {
-		if _, ok := Undoers()[s.Kind()]; !ok {
+	p, err := New(testConfig(t), DefaultHost(), "999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Steps {
+		if _, ok := p.Undoers[s.Kind()]; !ok {
 			t.Errorf("kind %s has no undoer", s.Kind())
 		}
 	}

@@ -51,6 +51,12 @@ func (k KeyStep) Validate() error {
 	return CheckValue(k.Value)
 }
 
+// Preflight checks that the properties file is there and readable.
+func (k KeyStep) Preflight(context.Context) error {
+	_, err := Load(k.Path)
+	return err
+}
+
 func (k KeyStep) Check(context.Context) (bool, error) {
 	f, err := Load(k.Path)
 	if err != nil {

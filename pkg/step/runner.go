@@ -63,6 +63,12 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	planned := map[string]bool{}
 	for _, s := range steps {
 		planned[s.ID()] = true
+		if p, ok := s.(Preflighter); ok {
+			err := p.Preflight(ctx)
+			if _, deferred := IsDeferred(err); err != nil && !deferred {
+				return rep, fmt.Errorf("%s: %w (nothing was changed)", s.Describe(), err)
+			}
+		}
 	}
 	// Entries made by a direct command (2fa enroll) are the admin's choice, not the plan's:
 	// only revert and purge undo them.

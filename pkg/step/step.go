@@ -33,6 +33,13 @@ type Step interface {
 	Apply(ctx context.Context, desired json.RawMessage) error
 }
 
+// Preflighter is a Step that can validate its inputs before any step changes anything (the
+// user exists, the file is there). Apply runs every Preflight first, so bad input fails the
+// run with nothing written. A *DeferredError from Preflight is not a failure.
+type Preflighter interface {
+	Preflight(ctx context.Context) error
+}
+
 // Outcome is what an undo did.
 type Outcome int
 
@@ -94,4 +101,27 @@ func (u Unavailable) Capture(context.Context) (json.RawMessage, json.RawMessage,
 }
 func (u Unavailable) Apply(context.Context, json.RawMessage) error {
 	return &DeferredError{Reason: u.Reason}
+}
+
+// Gated runs Step only once Gate passes. A Gate failing with *DeferredError defers the step
+// (e.g. OSCAR's TOTP=1 switch waits for the 2FA columns: switched on without them, OSCAR
+// cannot log anyone in).
+type Gated struct {
+	Step
+	Gate func(ctx context.Context) error
+}
+
+// Preflight validates the gated step's own inputs; the gate may depend on earlier steps.
+func (g Gated) Preflight(ctx context.Context) error {
+	if p, ok := g.Step.(Preflighter); ok {
+		return p.Preflight(ctx)
+	}
+	return nil
+}
+
+func (g Gated) Check(ctx context.Context) (bool, error) {
+	if err := g.Gate(ctx); err != nil {
+		return false, err
+	}
+	return g.Step.Check(ctx)
 }

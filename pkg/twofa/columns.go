@@ -87,6 +87,12 @@ func (s ColumnsStep) missing(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// Preflight checks the database is OSCAR's (a required table exists).
+func (s ColumnsStep) Preflight(ctx context.Context) error {
+	_, err := s.missing(ctx)
+	return err
+}
+
 func (s ColumnsStep) Check(ctx context.Context) (bool, error) {
 	m, err := s.missing(ctx)
 	return len(m) == 0, err

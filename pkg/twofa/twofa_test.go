@@ -10,32 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 	"github.com/emrkit/emrkit/pkg/step"
 	"github.com/emrkit/emrkit/pkg/totp"
 )
-
-// securityPre2FA is OSCAR's security table before the 2FA SQL (design section 8).
-const securityPre2FA = "CREATE TABLE security (" +
-	"security_no int(6) NOT NULL AUTO_INCREMENT, user_name varchar(30) NOT NULL, password varchar(255) NOT NULL," +
-	"provider_no varchar(6) DEFAULT NULL, pin varchar(255) DEFAULT NULL, b_ExpireSet int(1) DEFAULT 1," +
-	"date_ExpireDate date DEFAULT '2100-01-01', b_LocalLockSet int(1) DEFAULT 1, b_RemoteLockSet int(1) DEFAULT 1," +
-	"forcePasswordReset tinyint(1) DEFAULT NULL, passwordUpdateDate datetime DEFAULT NULL, pinUpdateDate datetime DEFAULT NULL," +
-	"PRIMARY KEY (security_no), UNIQUE KEY user_name (user_name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
-
-const archivePre2FA = "CREATE TABLE SecurityArchive (" +
-	"id int(11) NOT NULL AUTO_INCREMENT, security_no int(6) NOT NULL, user_name varchar(30) NOT NULL," +
-	"password varchar(255) NOT NULL, provider_no varchar(6) DEFAULT NULL, pin varchar(255) DEFAULT NULL," +
-	"PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb3"
-
-// with2FA adds OSCAR 19.5+'s columns to a CREATE TABLE.
-func with2FA(create string) string {
-	cols := ", totp_enabled SMALLINT(1) NOT NULL DEFAULT 0, totp_secret VARCHAR(254), totp_algorithm VARCHAR(50) NOT NULL DEFAULT 'sha1'," +
-		" totp_digits SMALLINT NOT NULL DEFAULT 6, totp_period SMALLINT NOT NULL DEFAULT 30"
-	i := strings.Index(create, ",PRIMARY KEY")
-	return create[:i] + cols + create[i:]
-}
 
 type fixture struct {
 	srv   *mariadbtest.Server
@@ -50,19 +30,7 @@ func newFixture(t *testing.T, srv *mariadbtest.Server, name string, modern bool)
 	t.Helper()
 	cfg := srv.CreateDatabase(t, name)
 	raw := srv.DB(t, name)
-	sec, arc := securityPre2FA, archivePre2FA
-	if modern {
-		sec, arc = with2FA(sec), with2FA(arc)
-	}
-	for _, q := range []string{sec, arc,
-		"INSERT INTO security (user_name, password, provider_no, pin, pinUpdateDate) VALUES " +
-			"('oscardoc','{sha}x','999998','1117','2019-05-16 14:31:52'), ('nurse','{sha}y','100','4321',NULL), ('doc2','{sha}z','101',NULL,NULL)",
-		"INSERT INTO SecurityArchive (security_no, user_name, password, pin) VALUES (1,'oscardoc','{sha}old','1117')",
-	} {
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	oscarfixture.Create(t, raw, modern)
 	state := t.TempDir()
 	j, err := journal.Open(state)
 	if err != nil {

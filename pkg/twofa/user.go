@@ -43,11 +43,13 @@ type UserStep struct {
 	SinceVersion string
 }
 
-func (s UserStep) Kind() string     { return UserKind }
-func (s UserStep) Target() string   { return s.DB.Config.Name + ".security#" + s.User }
-func (s UserStep) ID() string       { return UserKind + ":" + s.Target() }
-func (s UserStep) Since() string    { return s.SinceVersion }
-func (s UserStep) Describe() string { return fmt.Sprintf("enrol OSCAR user %s in two-factor login", s.User) }
+func (s UserStep) Kind() string   { return UserKind }
+func (s UserStep) Target() string { return s.DB.Config.Name + ".security#" + s.User }
+func (s UserStep) ID() string     { return UserKind + ":" + s.Target() }
+func (s UserStep) Since() string  { return s.SinceVersion }
+func (s UserStep) Describe() string {
+	return fmt.Sprintf("enrol OSCAR user %s in two-factor login", s.User)
+}
 
 // ErrNoUser means the user is not in OSCAR's security table.
 var ErrNoUser = errors.New("no such OSCAR user")
@@ -79,6 +81,25 @@ func (s UserStep) read(ctx context.Context) (*sql.DB, userState, error) {
 	}
 	st, err := readUser(ctx, db, s.User)
 	return db, st, err
+}
+
+// Preflight checks the user exists; the 2FA columns may not be there yet.
+func (s UserStep) Preflight(ctx context.Context) error {
+	if !config.ValidUserName(s.User) {
+		return fmt.Errorf("user name %q: use letters, digits, . _ @ - (at most 30)", s.User)
+	}
+	db, err := s.DB.Get(ctx)
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM security WHERE user_name = ?", s.User).Scan(&n); err != nil {
+		return fmt.Errorf("look up OSCAR user %s: %w", s.User, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, s.User)
+	}
+	return nil
 }
 
 func (s UserStep) Check(ctx context.Context) (bool, error) {

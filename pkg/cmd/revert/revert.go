@@ -68,12 +68,17 @@ func Match(all bool, v string) func(journal.Entry) bool {
 }
 
 func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
+	p, err := plan.New(cfg, o.F.Host, o.F.Version)
+	if err != nil {
+		return step.Report{}, err
+	}
+	defer p.Close()
 	j, err := journal.Open(cfg.Paths.StateDir)
 	if err != nil {
 		return step.Report{}, err
 	}
 	defer j.Close()
-	r := &step.Runner{Journal: j, Undoers: plan.Undoers(), Out: o.F.Out, DryRun: o.DryRun}
+	r := &step.Runner{Journal: j, Undoers: p.Undoers, Out: o.F.Out, DryRun: o.DryRun}
 	rep, err := r.Revert(ctx, Match(o.All, o.NewerThan))
 	if err != nil {
 		return rep, fmt.Errorf("revert stopped: %w", err)

@@ -26,6 +26,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
 			f.ConfigSet = cmd.Flags().Changed("config")
+			f.Host.ConfigPath = f.ConfigPath
 		},
 	}
 	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")

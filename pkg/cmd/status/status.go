@@ -63,19 +63,20 @@ func Rows(ctx context.Context, f *cmdutil.Factory, cfg config.Config) ([]Row, er
 	if err != nil {
 		return nil, err
 	}
+	p, err := plan.New(cfg, f.Host, f.Version)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
 	var rows []Row
 	journaled := map[string]bool{}
-	for _, r := range step.Inspect(ctx, entries, plan.Undoers()) {
+	for _, r := range step.Inspect(ctx, entries, p.Undoers) {
 		journaled[r.ID] = true
 		ok := r.State == journal.Undone || (r.State == journal.Done && r.Host == "matches")
 		rows = append(rows, Row{ID: r.ID, Kind: r.Kind, Target: r.Target, Since: r.Since, State: string(r.State),
 			Host: r.Host, Note: r.Note, Updated: r.Updated, OK: ok})
 	}
-	steps, err := plan.Build(cfg, f.Host, f.Version)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range steps {
+	for _, s := range p.Steps {
 		if journaled[s.ID()] {
 			continue
 		}

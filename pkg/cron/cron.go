@@ -1,0 +1,56 @@
+// Package cron owns emrkit's /etc/cron.d entry: the once-a-minute job that keeps OSCAR's PINs
+// equal to each user's current TOTP code.
+package cron
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/managedfile"
+)
+
+// runPartsName is what cron accepts in /etc/cron.d (run-parts' LSB-less rule): no dots, so
+// "emrkit.dpkg-old" style leftovers are ignored.
+var runPartsName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// CheckPath rejects a cron file cron would silently ignore.
+func CheckPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("paths.cron_file: %q must be an absolute path", path)
+	}
+	if !runPartsName.MatchString(filepath.Base(path)) {
+		return fmt.Errorf("paths.cron_file: cron ignores %q (use only letters, digits, '_' and '-')", filepath.Base(path))
+	}
+	return nil
+}
+
+// PINJob is the entry's content. The job does nothing once the package is removed (the
+// binary is gone) and runs sync-pins for a minute so every 30-second code is written on time.
+func PINJob(configPath string) []byte {
+	flag := ""
+	if configPath != config.DefaultPath {
+		flag = " --config " + configPath
+	}
+	return fmt.Appendf(nil, `# Installed by emrkit: writes each OSCAR user's current TOTP code into security.pin.
+# Undone by 'emrkit revert --all' or 'dpkg --purge emrkit'; edits here are kept on purge.
+SHELL=/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+* * * * * root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s 2fa sync-pins --for 60s
+`, flag)
+}
+
+var plainPath = regexp.MustCompile(`^/[A-Za-z0-9_./-]+$`)
+
+// PINStep installs the entry at path.
+func PINStep(path, configPath, since string) (managedfile.Step, error) {
+	if err := CheckPath(path); err != nil {
+		return managedfile.Step{}, err
+	}
+	if !plainPath.MatchString(configPath) {
+		return managedfile.Step{}, fmt.Errorf("config file %q cannot go on a cron line; use a path of letters, digits, '.', '_', '-' and '/'", configPath)
+	}
+	return managedfile.Step{Path: path, Content: PINJob(configPath), Mode: 0o644,
+		What: "cron job cycling OSCAR PINs", SinceVersion: since}, nil
+}
