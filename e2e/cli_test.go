@@ -27,8 +27,8 @@ const fixtureProps = "# OSCAR 19 properties\n# keep this comment\nbuttons_on_rig
 // an OSCAR database on a private MariaDB.
 type host struct {
 	dir, props, config, state, cron string
-	srv                            *mariadbtest.Server
-	db                             string
+	srv                             *mariadbtest.Server
+	db                              string
 }
 
 var dbSeq atomic.Int64
