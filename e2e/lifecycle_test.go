@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
 )
 
@@ -34,10 +35,43 @@ func newChroot(t *testing.T) *chroot {
 			t.Errorf("destroy chroot: %v\n%s", err, out)
 		}
 	})
-	if out, err := exec.Command("sh", script, "create", root).CombinedOutput(); err != nil {
-		t.Fatalf("create chroot: %v\n%s", err, out)
+	for _, verb := range []string{"create", "start"} {
+		if out, err := exec.Command("sh", script, verb, root).CombinedOutput(); err != nil {
+			t.Fatalf("%s chroot: %v\n%s", verb, err, out)
+		}
 	}
 	return &chroot{t: t, root: root}
+}
+
+// startMariaDB starts the chroot's own MariaDB (it lives as long as the session) as a
+// clinic's server would run it: root authenticates over the unix socket.
+const startMariaDB = `set -e
+install -d -o mysql -g mysql /run/mysqld
+(mariadbd --user=mysql --skip-networking >/var/log/mariadbd-test.log 2>&1 &)
+for i in $(seq 200); do mariadb -e 'SELECT 1' >/dev/null 2>&1 && exit 0; sleep 0.1; done
+cat /var/log/mariadbd-test.log; exit 1`
+
+// oscarHost makes the chroot a fixture OSCAR host: MariaDB with an oscar_15 database
+// (security, SecurityArchive, users) and oscar.properties where Tomcat 9's OSCAR keeps it.
+func (c *chroot) oscarHost(props string) {
+	c.t.Helper()
+	c.mustRun("sh", "-c", startMariaDB)
+	must(c.t, os.WriteFile(c.path("/tmp/oscar.sql"), []byte(oscarfixture.SQL(false)), 0o644))
+	c.mustRun("sh", "-c", "mariadb -e 'CREATE DATABASE oscar_15' && mariadb oscar_15 </tmp/oscar.sql")
+	p := c.path("/usr/share/tomcat9/oscar.properties")
+	must(c.t, os.MkdirAll(filepath.Dir(p), 0o755))
+	must(c.t, os.WriteFile(p, []byte(props), 0o640))
+}
+
+// dbDump is the fixture database, for comparison with its baseline.
+func (c *chroot) dbDump() string {
+	c.t.Helper()
+	return c.mustRun("mariadb-dump", "--skip-dump-date", "--skip-comments", "--order-by-primary", "--skip-extended-insert", "oscar_15")
+}
+
+func (c *chroot) sql(q string) string {
+	c.t.Helper()
+	return strings.TrimSpace(c.mustRun("mariadb", "-N", "-B", "oscar_15", "-e", q))
 }
 
 // run runs argv in the chroot and returns combined output and exit code.
@@ -70,7 +104,8 @@ func (c *chroot) path(p string) string { return filepath.Join(c.root, p) }
 func (c *chroot) treeState() map[string]string {
 	c.t.Helper()
 	state := map[string]string{}
-	skip := []string{"/var/lib/dpkg", "/var/log", "/var/cache/debconf", "/var/cache/apt", "/tmp", "/proc"}
+	// The database's files change when it merely runs; it is compared by dump instead.
+	skip := []string{"/var/lib/dpkg", "/var/log", "/var/cache/debconf", "/var/cache/apt", "/tmp", "/proc", "/var/lib/mysql"}
 	for _, top := range []string{"/etc", "/usr", "/var", "/root", "/home"} {
 		filepath.WalkDir(c.path(top), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -130,18 +165,19 @@ func diffStates(before, after map[string]string) []string {
 const chrootProps = "# oscar.properties of a fixture OSCAR host\n# comments and order must survive\nTOTP=0\nbuttons_on_right=true\n# trailing comment\n"
 
 // TestDpkgInstallPurgeRestoresHost installs the built .deb with real dpkg on a fixture OSCAR
-// host, checks TOTP=1 is set with comments kept, then purges and compares the whole host
-// with its pre-install baseline.
+// host, checks every step is applied (TOTP=1 with comments kept, 2FA schema and enrolment,
+// cron entry), then purges and compares the whole host — files and database — with its
+// pre-install baseline.
 func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	deb := buildDeb(t)
 	c := newChroot(t)
+	c.oscarHost(chrootProps)
 	props := c.path("/usr/share/tomcat9/oscar.properties")
-	must(t, os.MkdirAll(filepath.Dir(props), 0o755))
-	must(t, os.WriteFile(props, []byte(chrootProps), 0o640))
 	data, err := os.ReadFile(deb)
 	must(t, err)
 	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
 	baseline := c.treeState()
+	baseDB := c.dbDump()
 	if len(baseline) < 1000 {
 		t.Fatalf("baseline lists only %d files: the snapshot is not reading the chroot", len(baseline))
 	}
@@ -155,6 +191,15 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	}
 	if fi, _ := os.Stat(c.path("/etc/emrkit/emrkit.yaml")); fi == nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config not written 0600: %v", fi)
+	}
+	if got := c.sql("SELECT totp_enabled, LENGTH(totp_secret) FROM security WHERE user_name='oscardoc'"); got != "1\t32" {
+		t.Fatalf("oscardoc not enrolled: %q", got)
+	}
+	if fi, err := os.Stat(c.path("/var/lib/emrkit/totp-enrolments.txt")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("enrolment URIs not left root-only in the state dir: %v %v", fi, err)
+	}
+	if _, err := os.Stat(c.path("/etc/cron.d/emrkit")); err != nil {
+		t.Fatal("cron entry not installed")
 	}
 	if out, code := c.run("emrkit", "status"); code != 0 {
 		t.Fatalf("emrkit status exited %d:\n%s", code, out)
@@ -172,7 +217,33 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	if string(got) != chrootProps {
 		t.Fatalf("oscar.properties after purge differs:\n%s", got)
 	}
-	if diffs := diffStates(baseline, c.treeState()); len(diffs) > 0 {
-		t.Fatalf("host differs from its baseline after purge:\n%s", strings.Join(diffs, "\n"))
+	if got := c.dbDump(); got != baseDB {
+		t.Fatalf("database differs from its baseline after purge:\n%s", got)
+	}
+	backups, _ := filepath.Glob(c.path("/var/backups/emrkit/*"))
+	for _, b := range backups {
+		if fi, _ := os.Stat(b); fi.Mode().Perm() != 0o600 {
+			t.Errorf("backup %s has mode %v, want 0600", b, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(c.path("/var/backups/emrkit")); err == nil && fi.Mode().Perm() != 0o700 {
+		t.Errorf("backup dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	assertOnlyBackupsLeft(t, diffStates(baseline, c.treeState()))
+}
+
+// assertOnlyBackupsLeft accepts, as the only difference from the baseline, the database
+// backups purge keeps on purpose (root-only), and fails on anything else.
+func assertOnlyBackupsLeft(t *testing.T, diffs []string) {
+	t.Helper()
+	var other []string
+	for _, d := range diffs {
+		if d == "added /var/backups/emrkit" || strings.HasPrefix(d, "added /var/backups/emrkit/") && strings.HasSuffix(d, ".sql.gz") {
+			continue
+		}
+		other = append(other, d)
+	}
+	if len(other) > 0 {
+		t.Fatalf("host differs from its baseline after purge:\n%s", strings.Join(other, "\n"))
 	}
 }

@@ -2,9 +2,13 @@
 # A throwaway Debian 12 chroot for emrkit's lifecycle tests and demo.
 #
 #   chroot.sh create DIR          unpack the cached image into DIR (builds the cache first if missing)
-#   chroot.sh run DIR CMD...      run CMD inside DIR, in private mount, pid and network namespaces
-#                                 with /proc mounted and only a loopback interface
-#   chroot.sh destroy DIR         remove DIR (refuses while anything is mounted below it)
+#   chroot.sh start DIR           start a session: private mount, pid and network namespaces (with
+#                                 /proc mounted and only a loopback interface) that outlive one
+#                                 command, so a daemon started by one `run` (MariaDB) serves the next
+#   chroot.sh run DIR CMD...      run CMD inside DIR: in the session when one is started, else in
+#                                 namespaces of its own that end with CMD
+#   chroot.sh stop DIR            end the session: every process in it dies
+#   chroot.sh destroy DIR         stop the session, remove DIR (refuses while anything is mounted below it)
 #
 # Mounts live only in the namespace of one `run`, so they vanish with it (even on kill -9) and
 # never leak into the host. Daemons started inside die with the pid namespace. The network
@@ -30,12 +34,55 @@ mounted_below() {
 	awk -v d="$1" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' /proc/mounts
 }
 
+session_file() { echo "$(dirname "$1")/.$(basename "$1").session"; }
+
+session_pid() {
+	f=$(session_file "$1")
+	[ -f "$f" ] || return 1
+	pid=$(cat "$f")
+	kill -0 "$pid" 2>/dev/null || return 1
+	echo "$pid"
+}
+
+clean_env() {
+	# shellcheck disable=SC2086
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+		DEBIAN_FRONTEND=noninteractive ${EMRKIT_CHROOT_ENV:-} "$@"
+}
+
+start_session() {
+	dir=$1
+	session_pid "$dir" >/dev/null && die "a session for $dir is already running"
+	unshare --mount --pid --net --fork --propagation private --mount-proc="$dir/proc" \
+		chroot "$dir" /bin/sh -c 'ip link set lo up 2>/dev/null || true; exec sleep infinity' \
+		</dev/null >/dev/null 2>&1 &
+	holder=$!
+	# The session's pid 1 is unshare's child; nsenter targets it.
+	for _ in $(seq 100); do
+		init=$(pgrep -P "$holder" || true)
+		[ -n "$init" ] && break
+		sleep 0.05
+	done
+	[ -n "$init" ] || die "session for $dir did not start"
+	echo "$init" >"$(session_file "$dir")"
+}
+
+stop_session() {
+	if pid=$(session_pid "$1"); then
+		kill -KILL "$pid" # pid 1 of the namespace: the kernel ends every process in it
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+	fi
+	rm -f "$(session_file "$1")"
+}
+
 run_in() {
 	dir=$1; shift
+	if pid=$(session_pid "$dir"); then
+		clean_env nsenter --target "$pid" --mount --pid --net --root sh -c 'cd / && exec "$@"' sh "$@"
+		return
+	fi
 	# shellcheck disable=SC2086
-	unshare --mount --pid --net --fork --propagation private --mount-proc="$dir/proc" \
-		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
-		DEBIAN_FRONTEND=noninteractive ${EMRKIT_CHROOT_ENV:-} \
+	clean_env unshare --mount --pid --net --fork --propagation private --mount-proc="$dir/proc" \
 		chroot "$dir" sh -c 'ip link set lo up 2>/dev/null || true; exec "$@"' sh "$@"
 }
 
@@ -64,9 +111,10 @@ build_cache() {
 }
 
 cmd=${1:-}
-[ $# -ge 2 ] || die "usage: chroot.sh create|run|destroy DIR [CMD...]"
-dir=$2
+[ $# -ge 2 ] || die "usage: chroot.sh create|start|run|stop|destroy DIR [CMD...]"
+dir=$(realpath -m "$2")
 shift 2
+cd / # a working directory outside the chroot means nothing inside it
 case "$cmd" in
 create)
 	[ -f "$tarball" ] || build_cache
@@ -74,11 +122,19 @@ create)
 	[ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
 	tar -C "$dir" --numeric-owner -xzf "$tarball"
 	;;
+start)
+	[ -x "$dir/bin/sh" ] || die "$dir is not a chroot made by 'chroot.sh create'"
+	start_session "$dir"
+	;;
 run)
 	[ -x "$dir/bin/sh" ] || die "$dir is not a chroot made by 'chroot.sh create'"
 	run_in "$dir" "$@"
 	;;
+stop)
+	stop_session "$dir"
+	;;
 destroy)
+	stop_session "$dir"
 	[ -d "$dir" ] || exit 0
 	mounted_below "$(realpath "$dir")" && die "something is still mounted below $dir; not removing it"
 	rm -rf --one-file-system "$dir"
