@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/term"
+
 	"github.com/emrkit/emrkit/pkg/cmd/root"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/plan"
@@ -19,7 +21,8 @@ var version = "0.0.0~dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	f := &cmdutil.Factory{Version: version, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost()}
+	f := &cmdutil.Factory{Version: version, In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost(),
+		Interactive: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }}
 	cmd := root.New(f)
 	err := cmd.ExecuteContext(ctx)
 	stop()

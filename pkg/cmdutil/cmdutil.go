@@ -3,8 +3,11 @@
 package cmdutil
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/plan"
@@ -21,8 +24,11 @@ const (
 // Factory carries a command's dependencies, so commands run in tests without a terminal.
 type Factory struct {
 	Version string
+	In      io.Reader
 	Out     io.Writer
 	Err     io.Writer
+	// Interactive reports whether a person answers on In (a terminal); nil means no.
+	Interactive func() bool
 	// ConfigPath is the --config flag; ConfigSet says it was given explicitly.
 	ConfigPath string
 	ConfigSet  bool
@@ -32,6 +38,23 @@ type Factory struct {
 // Config loads and validates the configuration.
 func (f *Factory) Config() (config.Config, error) {
 	return config.Load(f.ConfigPath, f.ConfigSet)
+}
+
+// Confirm asks a yes/no question on a terminal. yes (--yes) answers it in advance; without a
+// terminal and without --yes it refuses rather than wait for an answer that cannot come.
+func (f *Factory) Confirm(question string, yes bool) error {
+	if yes {
+		return nil
+	}
+	if f.Interactive == nil || !f.Interactive() {
+		return fmt.Errorf("%s: no terminal to confirm on; add --yes to go ahead", question)
+	}
+	fmt.Fprintf(f.Err, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(f.In).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return fmt.Errorf("%s: not confirmed; nothing changed", question)
+	}
+	return nil
 }
 
 // ExitErr carries an exit code other than 1, with an optional message.

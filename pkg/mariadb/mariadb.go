@@ -71,6 +71,9 @@ func Open(ctx context.Context, db config.Database) (*sql.DB, error) {
 	cfg.Timeout = dialTimeout
 	// One statement per call: a value that slipped into SQL can never append another.
 	cfg.MultiStatements = false
+	// The driver's own log lines ("broken pipe" on a dropped connection) would land in cron
+	// mail and dpkg output; errors reach callers as returned values instead.
+	cfg.Logger = &mysql.NopLogger{}
 	if db.PasswordFile != "" {
 		pw, err := readPassword(db.PasswordFile)
 		if err != nil {

@@ -55,20 +55,16 @@ func (r *Runner) say(verb, what string) {
 	fmt.Fprintf(r.Out, "%-18s %s\n", verb, what)
 }
 
-// Apply converges the host on steps, in order. Journal entries of steps no longer planned
-// (config changed, or a newer release's steps on an older binary) are reverted first.
-// It stops at the first failing step: later steps may depend on earlier ones.
+// Apply converges the host on the plan's steps, in order. Journal entries of steps no longer
+// planned (config changed, or a newer release's steps on an older binary) are reverted first.
 func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	var rep Report
+	if err := preflight(ctx, steps); err != nil {
+		return rep, err
+	}
 	planned := map[string]bool{}
 	for _, s := range steps {
 		planned[s.ID()] = true
-		if p, ok := s.(Preflighter); ok {
-			err := p.Preflight(ctx)
-			if _, deferred := IsDeferred(err); err != nil && !deferred {
-				return rep, fmt.Errorf("%s: %w (nothing was changed)", s.Describe(), err)
-			}
-		}
 	}
 	// Entries made by a direct command (2fa enroll) are the admin's choice, not the plan's:
 	// only revert and purge undo them.
@@ -76,12 +72,39 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	if err := r.revert(ctx, stale, false, &rep); err != nil {
 		return rep, err
 	}
+	return rep, r.run(ctx, steps, &rep)
+}
+
+// Run applies just steps, leaving every other journal entry alone (a direct command).
+func (r *Runner) Run(ctx context.Context, steps []Step) (Report, error) {
+	var rep Report
+	if err := preflight(ctx, steps); err != nil {
+		return rep, err
+	}
+	return rep, r.run(ctx, steps, &rep)
+}
+
+// preflight validates every step's inputs before anything changes.
+func preflight(ctx context.Context, steps []Step) error {
 	for _, s := range steps {
-		if err := r.applyOne(ctx, s, &rep); err != nil {
-			return rep, fmt.Errorf("%s: %w", s.Describe(), err)
+		if p, ok := s.(Preflighter); ok {
+			err := p.Preflight(ctx)
+			if _, deferred := IsDeferred(err); err != nil && !deferred {
+				return fmt.Errorf("%s: %w (nothing was changed)", s.Describe(), err)
+			}
 		}
 	}
-	return rep, nil
+	return nil
+}
+
+// run applies steps in order and stops at the first failure: later steps may depend on it.
+func (r *Runner) run(ctx context.Context, steps []Step, rep *Report) error {
+	for _, s := range steps {
+		if err := r.applyOne(ctx, s, rep); err != nil {
+			return fmt.Errorf("%s: %w", s.Describe(), err)
+		}
+	}
+	return nil
 }
 
 func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -51,6 +53,9 @@ func (s UserStep) Describe() string {
 	return fmt.Sprintf("enrol OSCAR user %s in two-factor login", s.User)
 }
 
+// erBadField is MariaDB's "unknown column" error.
+const erBadField = 1054
+
 // ErrNoUser means the user is not in OSCAR's security table.
 var ErrNoUser = errors.New("no such OSCAR user")
 
@@ -60,6 +65,10 @@ func readUser(ctx context.Context, db *sql.DB, user string) (userState, error) {
 		"SELECT totp_enabled, totp_secret, pin FROM security WHERE user_name = ?", user).Scan(&st.Enabled, &st.Secret, &st.Pin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, user)
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == erBadField {
+		return st, errors.New("OSCAR's 2FA columns are not in the security table yet; run `emrkit apply` first")
 	}
 	if err != nil {
 		return st, fmt.Errorf("read 2FA state of %s: %w", user, err)

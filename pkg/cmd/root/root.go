@@ -9,6 +9,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmd/status"
+	"github.com/emrkit/emrkit/pkg/cmd/twofa"
 	"github.com/emrkit/emrkit/pkg/cmd/version"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
@@ -31,6 +32,6 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
-	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), maint.New(f))
+	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), maint.New(f))
 	return cmd
 }

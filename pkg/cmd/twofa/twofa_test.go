@@ -1,0 +1,214 @@
+package twofa_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/internal/oscarfixture"
+	"github.com/emrkit/emrkit/pkg/cmd/root"
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/plan"
+)
+
+type env struct {
+	t      *testing.T
+	srv    *mariadbtest.Server
+	db     *sql.DB
+	config string
+	props  string
+	name   string
+}
+
+func newEnv(t *testing.T, srv *mariadbtest.Server, name string) *env {
+	t.Helper()
+	cfg := srv.CreateDatabase(t, name)
+	db := srv.DB(t, name)
+	oscarfixture.Create(t, db, true) // OSCAR 19.5+: the 2FA columns are there
+	dir := t.TempDir()
+	e := &env{t: t, srv: srv, db: db, name: name, config: filepath.Join(dir, "emrkit.yaml"), props: filepath.Join(dir, "oscar.properties")}
+	os.WriteFile(e.props, []byte("TOTP=1\n"), 0o644)
+	yaml := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\npaths: {state_dir: %s/state, backup_dir: %s/b, cron_file: %s/cron}\n",
+		cfg.Socket, name, e.props, dir, dir, dir)
+	os.WriteFile(e.config, []byte(yaml), 0o600)
+	return e
+}
+
+// run executes `emrkit ARGS...` through the real command tree, without a terminal.
+func (e *env) run(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	f := &cmdutil.Factory{Version: "0.1.0-1", In: strings.NewReader(""), Out: &out, Err: &errb, Host: plan.Host{ConfigPath: e.config}}
+	cmd := root.New(f)
+	cmd.SetArgs(append([]string{"--config", e.config}, args...))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil && err.Error() != "" {
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), cmdutil.ExitCode(err)
+}
+
+func (e *env) secret(user string) string {
+	var s sql.NullString
+	e.db.QueryRow("SELECT totp_secret FROM security WHERE user_name=?", user).Scan(&s)
+	return s.String
+}
+
+func oathtool(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	out, err := exec.Command("oathtool", "--totp", "-b", "-N", fmt.Sprintf("@%d", at.Unix()), secret).Output()
+	if err != nil {
+		t.Fatalf("oathtool (run scripts/deps.sh): %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestEnrollVerifyListDisableRevert(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	e := newEnv(t, srv, "oscar_cli")
+	before := srv.Dump(t, e.name, "security")
+
+	out, errs, code := e.run("2fa", "enroll", "oscardoc")
+	if code != 0 || !strings.Contains(out, "otpauth://totp/OSCAR:oscardoc?secret=") || !strings.ContainsAny(out, "▀▄█") {
+		t.Fatalf("enroll: %d %q %q", code, out, errs)
+	}
+	secret := e.secret("oscardoc")
+	if !strings.Contains(out, "secret="+secret) {
+		t.Fatal("printed URI does not carry the stored secret")
+	}
+	if _, errs, code = e.run("2fa", "enroll", "oscardoc"); code != 1 || !strings.Contains(errs, "already has a TOTP secret") {
+		t.Fatalf("re-enrol without --force: %d %q", code, errs)
+	}
+	if _, errs, code = e.run("2fa", "enroll", "oscardoc", "--force"); code != 1 || !strings.Contains(errs, "add --yes") {
+		t.Fatalf("--force without a terminal or --yes must refuse: %d %q", code, errs)
+	}
+	if e.secret("oscardoc") != secret {
+		t.Fatal("refused re-enrolment changed the secret")
+	}
+
+	// Codes from the real oathtool verify once, and only once.
+	code6 := oathtool(t, secret, time.Now())
+	if out, _, c := e.run("2fa", "verify", "oscardoc", code6); c != 0 {
+		t.Fatalf("verify oathtool's code: %d %s", c, out)
+	}
+	if _, _, c := e.run("2fa", "verify", "oscardoc", code6); c != 3 {
+		t.Fatalf("replayed code accepted: %d", c)
+	}
+	if _, _, c := e.run("2fa", "verify", "oscardoc", "000000x"); c != 3 {
+		t.Fatalf("malformed code: %d", c)
+	}
+
+	out, _, code = e.run("2fa", "list", "--json")
+	if code != 0 || !strings.Contains(out, `"user": "oscardoc"`) || !strings.Contains(out, `"enrolled_by_emrkit": true`) || strings.Contains(out, secret) {
+		t.Fatalf("list --json: %d %s", code, out)
+	}
+
+	if out, _, code = e.run("2fa", "enroll", "oscardoc", "--force", "--yes", "--no-qr"); code != 0 || strings.ContainsAny(out, "▀▄█") {
+		t.Fatalf("enroll --force --yes --no-qr: %d %s", code, out)
+	}
+	if e.secret("oscardoc") == secret {
+		t.Fatal("--force did not issue a new secret")
+	}
+	if _, _, code = e.run("2fa", "disable", "oscardoc"); code != 0 {
+		t.Fatal("disable")
+	}
+	out, _, _ = e.run("2fa", "list")
+	if !strings.Contains(out, "oscardoc  no") {
+		t.Fatalf("list after disable:\n%s", out)
+	}
+	// The enrolment came from a command, so apply's plan does not own it; revert --all does,
+	// and puts back the state from before the first enrolment (disable changed the flag, so
+	// compare-and-swap keeps the user's row as it is now).
+	if _, _, code = e.run("2fa", "enroll", "oscardoc", "--force", "--yes", "--no-qr"); code != 0 {
+		t.Fatal("re-enrol")
+	}
+	if out, errs, code := e.run("revert", "--all"); code != 0 {
+		t.Fatalf("revert: %s %s", out, errs)
+	}
+	if after := srv.Dump(t, e.name, "security"); after != before {
+		t.Fatalf("security after revert differs from before:\n%s\n---\n%s", before, after)
+	}
+}
+
+func TestSyncPinsWritesCurrentCodeOnlyWhenTOTPOn(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	e := newEnv(t, srv, "oscar_sync")
+	if _, errs, code := e.run("2fa", "enroll", "oscardoc", "--no-qr"); code != 0 {
+		t.Fatal(errs)
+	}
+	os.WriteFile(e.props, []byte("TOTP=0\n"), 0o644)
+	if _, errs, code := e.run("2fa", "sync-pins"); code != 0 {
+		t.Fatal(errs)
+	}
+	var pin string
+	e.db.QueryRow("SELECT pin FROM security WHERE user_name='oscardoc'").Scan(&pin)
+	if pin != "1117" {
+		t.Fatalf("TOTP=0 but the PIN changed to %q", pin)
+	}
+	os.WriteFile(e.props, []byte("TOTP=1\n"), 0o644)
+	if _, errs, code := e.run("2fa", "sync-pins"); code != 0 {
+		t.Fatal(errs)
+	}
+	e.db.QueryRow("SELECT pin FROM security WHERE user_name='oscardoc'").Scan(&pin)
+	now := time.Now()
+	if pin != oathtool(t, e.secret("oscardoc"), now) && pin != oathtool(t, e.secret("oscardoc"), now.Add(-time.Second)) {
+		t.Fatalf("PIN %q is not oathtool's current code", pin)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	e := newEnv(t, srv, "oscar_badcli")
+	before := srv.Dump(t, e.name, "security")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"2fa", "enroll", "ghost", "--no-qr"}, `no such OSCAR user "ghost"`},
+		{[]string{"2fa", "enroll", "o'brien"}, `user name "o'brien"`},
+		{[]string{"2fa", "enroll", "x;drop"}, `user name "x;drop"`},
+		{[]string{"2fa", "verify", "ghost", "123456"}, `no such OSCAR user "ghost"`},
+		{[]string{"2fa", "disable", "ghost"}, `no such OSCAR user "ghost"`},
+	} {
+		_, errs, code := e.run(c.args...)
+		if code != 1 || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("%v: code %d, stderr %q, want one line with %q", c.args, code, errs, c.want)
+		}
+	}
+	if srv.Dump(t, e.name, "security") != before {
+		t.Fatal("bad input changed the database")
+	}
+	// A database without OSCAR's 2FA columns.
+	old := srv.CreateDatabase(t, "oscar_pre")
+	oscarfixture.Create(t, srv.DB(t, "oscar_pre"), false)
+	os.WriteFile(e.config, []byte(strings.Replace(readFile(t, e.config), "name: "+e.name, "name: "+old.Name, 1)), 0o600)
+	if _, errs, code := e.run("2fa", "enroll", "oscardoc"); code != 1 || !strings.Contains(errs, "run `emrkit apply` first") {
+		t.Fatalf("pre-2FA database: %d %q", code, errs)
+	}
+	srv.Stop()
+	start := time.Now()
+	_, errs, code := e.run("2fa", "sync-pins", "--for", "60s")
+	if code != 1 || !strings.Contains(errs, "cannot reach the database server") || time.Since(start) > 5*time.Second {
+		t.Fatalf("sync-pins with MariaDB down: %d %q after %v", code, errs, time.Since(start))
+	}
+	if _, errs, code := e.run("2fa", "enroll", "oscardoc"); code != 1 || !strings.Contains(errs, "start MariaDB") {
+		t.Fatalf("enroll with MariaDB down: %d %q", code, errs)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
