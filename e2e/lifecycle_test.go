@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
@@ -245,5 +246,41 @@ func assertOnlyBackupsLeft(t *testing.T, diffs []string) {
 	}
 	if len(other) > 0 {
 		t.Fatalf("host differs from its baseline after purge:\n%s", strings.Join(other, "\n"))
+	}
+}
+
+// TestCronCyclesPINsInChroot installs the package, starts the chroot's real cron daemon and
+// waits for it to run /etc/cron.d/emrkit: oscardoc's PIN must become the code oathtool
+// computes for the enrolled secret. This proves the entry's name and job line as cron reads
+// them, and sync-pins in cron's environment.
+func TestCronCyclesPINsInChroot(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	data, err := os.ReadFile(deb)
+	must(t, err)
+	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+	c.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
+	c.mustRun("cron")
+	secret := c.sql("SELECT totp_secret FROM security WHERE user_name='oscardoc'")
+	deadline := time.Now().Add(100 * time.Second)
+	for {
+		pin := c.sql("SELECT pin FROM security WHERE user_name='oscardoc'")
+		now := time.Now().Unix()
+		cur := strings.TrimSpace(c.mustRun("oathtool", "--totp", "-b", "-N", fmt.Sprintf("@%d", now), secret))
+		prev := strings.TrimSpace(c.mustRun("oathtool", "--totp", "-b", "-N", fmt.Sprintf("@%d", now-30), secret))
+		if pin == cur || pin == prev {
+			t.Logf("cron wrote the current code into the PIN after %v", time.Until(deadline)*-1+100*time.Second)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cron never cycled the PIN (still %q); /etc/cron.d/emrkit:\n%s", pin, c.mustRun("cat", "/etc/cron.d/emrkit"))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	// Purge stops the job and gives oscardoc their own PIN back.
+	c.mustRun("dpkg", "--purge", "emrkit")
+	if pin := c.sql("SELECT pin FROM security WHERE user_name='oscardoc'"); pin != "1117" {
+		t.Fatalf("after purge oscardoc's PIN is %q, want their own 1117", pin)
 	}
 }

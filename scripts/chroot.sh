@@ -78,7 +78,8 @@ stop_session() {
 run_in() {
 	dir=$1; shift
 	if pid=$(session_pid "$dir"); then
-		clean_env nsenter --target "$pid" --mount --pid --net --root sh -c 'cd / && exec "$@"' sh "$@"
+		# --root and --wd without a value take the session's own root and working directory (/).
+		clean_env nsenter --target "$pid" --mount --pid --net --root --wd "$@"
 		return
 	fi
 	# shellcheck disable=SC2086
