@@ -32,8 +32,13 @@ type Config struct {
 	TOTP     TOTP     `yaml:"totp"`
 	PGP      PGP      `yaml:"pgp"`
 	Firewall Firewall `yaml:"firewall"`
-	Paths    Paths    `yaml:"paths"`
+	// Migrations are OSCAR data migrations to run on apply (emrkit/migrations).
+	Migrations []string `yaml:"migrations"`
+	Paths      Paths    `yaml:"paths"`
 }
+
+// KnownMigrations are the names `migrations` accepts.
+var KnownMigrations = []string{"middle-names", "roster-enrolled-to"}
 
 type Database struct {
 	Socket       string `yaml:"socket"`
@@ -118,12 +123,13 @@ func (p Port) check(key string, zeroOK bool) error {
 // Default returns the configuration of design section 6.
 func Default() Config {
 	return Config{
-		Profile:  "oscar",
-		Database: Database{Socket: "/run/mysqld/mysqld.sock", Port: P(3306), Name: "oscar_15", User: "root"},
-		TOTP:     TOTP{Users: []string{"oscardoc"}, Issuer: "OSCAR"},
-		PGP:      PGP{Mode: "generate", UID: "OSCAR Export <root@localhost>"},
-		Firewall: Firewall{Enable: true, HTTPSPort: P(8443), Deny: []Port{P(3306), P(8080)}, AllowFrom: []string{}},
-		Paths:    Paths{StateDir: "/var/lib/emrkit", BackupDir: "/var/backups/emrkit", CronFile: "/etc/cron.d/emrkit"},
+		Profile:    "oscar",
+		Database:   Database{Socket: "/run/mysqld/mysqld.sock", Port: P(3306), Name: "oscar_15", User: "root"},
+		TOTP:       TOTP{Users: []string{"oscardoc"}, Issuer: "OSCAR"},
+		PGP:        PGP{Mode: "generate", UID: "OSCAR Export <root@localhost>"},
+		Firewall:   Firewall{Enable: true, HTTPSPort: P(8443), Deny: []Port{P(3306), P(8080)}, AllowFrom: []string{}},
+		Migrations: []string{},
+		Paths:      Paths{StateDir: "/var/lib/emrkit", BackupDir: "/var/backups/emrkit", CronFile: "/etc/cron.d/emrkit"},
 	}
 }
 
@@ -243,6 +249,14 @@ func (c Config) Validate() error {
 			}
 			return nil
 		},
+		func() error {
+			for i, m := range c.Migrations {
+				if err := oneOf(fmt.Sprintf("migrations[%d]", i), m, KnownMigrations...); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 		func() error { return abs("paths.state_dir", c.Paths.StateDir, false) },
 		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
 		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
@@ -255,19 +269,45 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Write saves c to path (0600, atomically), creating its directory (0755) when missing.
-func Write(path string, c Config) error {
+// WriteIfChanged writes c to path unless the file already holds exactly that, so a no-op
+// reconfigure leaves the file (and its mtime) alone.
+func WriteIfChanged(path string, c Config) error {
+	want, err := render(c)
+	if err != nil {
+		return err
+	}
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, want) {
+		return nil
+	}
+	return write(path, want)
+}
+
+func render(c Config) ([]byte, error) {
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	data, err := yaml.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("config: encode: %w", err)
+		return nil, fmt.Errorf("config: encode: %w", err)
 	}
+	header := []byte("# emrkit configuration; see `man emrkit` and /usr/share/doc/emrkit/README.md.\n" +
+		"# Written by the package from debconf answers: `dpkg-reconfigure emrkit` to change them.\n" +
+		"# Hand edits to these answers are kept and fed back to debconf.\n")
+	return append(header, data...), nil
+}
+
+func write(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	header := []byte("# emrkit configuration; see `man emrkit` and /usr/share/doc/emrkit/README.md.\n" +
-		"# Written by the package from debconf answers: `dpkg-reconfigure emrkit` to change them.\n")
-	return fsutil.WriteAtomic(path, append(header, data...), 0o600, nil)
+	return fsutil.WriteAtomic(path, data, 0o600, nil)
+}
+
+// Write saves c to path (0600, atomically), creating its directory (0755) when missing.
+func Write(path string, c Config) error {
+	data, err := render(c)
+	if err != nil {
+		return err
+	}
+	return write(path, data)
 }

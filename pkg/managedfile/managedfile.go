@@ -50,16 +50,20 @@ func (s Step) ID() string       { return Kind + ":" + s.Path }
 func (s Step) Since() string    { return s.SinceVersion }
 func (s Step) Describe() string { return fmt.Sprintf("install %s (%s)", s.Path, s.What) }
 
-// Preflight checks that the file's directory exists: emrkit does not create /etc/cron.d.
+// Preflight defers the step while the file's directory is missing: it belongs to a package
+// that is not installed (no /etc/cron.d without cron), and emrkit does not create it.
 func (s Step) Preflight(context.Context) error {
 	dir := filepath.Dir(s.Path)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory; is the package it belongs to installed?", dir)
+		return &step.DeferredError{Reason: dir + " does not exist (is the package that owns it installed?)"}
 	}
 	return nil
 }
 
-func (s Step) Check(context.Context) (bool, error) {
+func (s Step) Check(ctx context.Context) (bool, error) {
+	if err := s.Preflight(ctx); err != nil {
+		return false, err
+	}
 	cur, err := os.ReadFile(s.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil

@@ -134,6 +134,7 @@ func twofaUsers(e env) ([]step.Step, error) {
 	return steps, nil
 }
 
+// pinCron installs the PIN cycle once the 2FA schema is there (it has nothing to cycle before).
 func pinCron(e env) ([]step.Step, error) {
 	if !oscar(e) {
 		return nil, nil
@@ -142,10 +143,11 @@ func pinCron(e env) ([]step.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []step.Step{s}, nil
+	return []step.Step{afterSchema(e, s)}, nil
 }
 
-// totpSwitch sets TOTP=1 once OSCAR's security table has the 2FA columns.
+// totpSwitch sets TOTP=1 once OSCAR's security table has the 2FA columns: switched on
+// without them, OSCAR cannot log anyone in.
 func totpSwitch(e env) ([]step.Step, error) {
 	if !oscar(e) {
 		return nil, nil
@@ -154,8 +156,13 @@ func totpSwitch(e env) ([]step.Step, error) {
 	if err != nil {
 		return nil, err
 	}
+	return []step.Step{afterSchema(e, s)}, nil
+}
+
+// afterSchema defers s until OSCAR's security table has the 2FA columns.
+func afterSchema(e env, s step.Step) step.Step {
 	schema := twofa.ColumnsStep{DB: e.db, Table: "security", Required: true}
-	return []step.Step{step.Gated{Step: s, Gate: func(ctx context.Context) error {
+	return step.Gated{Step: s, Gate: func(ctx context.Context) error {
 		ok, err := schema.Check(ctx)
 		if err != nil {
 			return err
@@ -164,7 +171,7 @@ func totpSwitch(e env) ([]step.Step, error) {
 			return &step.DeferredError{Reason: "waits for OSCAR's 2FA columns in " + schema.Target()}
 		}
 		return nil
-	}}}, nil
+	}}
 }
 
 // oscarProperty sets key=value in oscar.properties, or defers when OSCAR is not installed.

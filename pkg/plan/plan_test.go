@@ -60,9 +60,6 @@ func TestWithoutDatabaseEverythingDefers(t *testing.T) {
 	ctx := context.Background()
 	for _, s := range build(t, cfg, DefaultHost(), "0.1.0") {
 		_, err := s.Check(ctx)
-		if s.Kind() == "file" {
-			continue // the cron entry does not need the database
-		}
 		if _, ok := step.IsDeferred(err); !ok {
 			t.Errorf("%s: want deferred with no database, got %v", s.ID(), err)
 		}

@@ -5,20 +5,27 @@ package maint
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/debconf"
 	"github.com/emrkit/emrkit/pkg/fsutil"
+	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/maint"
+	"github.com/emrkit/emrkit/pkg/mariadb"
 )
 
 // BinaryCopy is the name of the binary copy kept in the state dir, which postrm purge runs
@@ -54,6 +61,10 @@ func Run(ctx context.Context, f *cmdutil.Factory, op maint.Op) error {
 		return converge(ctx, f, cfg)
 	case maint.Downgrade:
 		fmt.Fprintf(f.Out, "emrkit: downgrade to %s: undoing the changes of newer releases\n", op.Version)
+		match := revert.Match(false, op.Version)
+		if err := backupBefore(ctx, f, cfg, "before-downgrade", match); err != nil {
+			return err
+		}
 		_, err := revert.Run(ctx, &revert.Options{F: f, NewerThan: op.Version}, cfg)
 		return err
 	case maint.Purge:
@@ -63,17 +74,99 @@ func Run(ctx context.Context, f *cmdutil.Factory, op maint.Op) error {
 }
 
 func converge(ctx context.Context, f *cmdutil.Factory, cfg config.Config) error {
-	if _, err := os.Stat(f.ConfigPath); errors.Is(err, fs.ErrNotExist) {
-		if err := config.Write(f.ConfigPath, cfg); err != nil {
-			return err
-		}
-		fmt.Fprintf(f.Out, "emrkit: wrote %s\n", f.ConfigPath)
+	cfg, err := configure(f, cfg)
+	if err != nil {
+		return err
 	}
 	if err := keepBinaryCopy(cfg.Paths.StateDir); err != nil {
 		return err
 	}
-	_, err := apply.Run(ctx, &apply.Options{F: f}, cfg)
+	_, err = apply.Run(ctx, &apply.Options{F: f}, cfg)
 	return err
+}
+
+// answersFile keeps the debconf answers last written into the config, to tell an admin's
+// hand edit of the file from a new answer.
+const answersFile = "debconf-answers.json"
+
+// configure merges the debconf answers (when a frontend runs us) into the configuration
+// file and writes it when it changed.
+func configure(f *cmdutil.Factory, cfg config.Config) (config.Config, error) {
+	client, err := debconf.FromEnv()
+	if errors.Is(err, debconf.ErrNoFrontend) {
+		client = nil // run by hand: the file is the only source
+	} else if err != nil {
+		return cfg, err
+	}
+	answers := map[string]string{}
+	if client != nil {
+		for _, q := range maint.Questions {
+			v, err := client.Get(q.Name)
+			var de *debconf.Error
+			if errors.As(err, &de) && de.Code == debconf.BadParams {
+				continue // not registered (templates of an older release)
+			}
+			if err != nil {
+				return cfg, err
+			}
+			answers[q.Name] = v
+		}
+	}
+	lastPath := filepath.Join(cfg.Paths.StateDir, answersFile)
+	last := map[string]string{}
+	if data, err := os.ReadFile(lastPath); err == nil {
+		if err := json.Unmarshal(data, &last); err != nil {
+			return cfg, fmt.Errorf("%s is corrupt (%v); remove it to take every debconf answer as given", lastPath, err)
+		}
+	}
+	merged, resync, written, err := maint.Merge(cfg, answers, last)
+	if err != nil {
+		return cfg, err
+	}
+	for q, v := range resync {
+		fmt.Fprintf(f.Err, "emrkit: keeping the hand edit of %s in %s\n", q, f.ConfigPath)
+		if err := client.Set(q, v); err != nil {
+			return cfg, err
+		}
+	}
+	if err := config.WriteIfChanged(f.ConfigPath, merged); err != nil {
+		return cfg, err
+	}
+	if client != nil {
+		data, _ := json.Marshal(written)
+		if err := os.MkdirAll(cfg.Paths.StateDir, 0o700); err != nil {
+			return cfg, err
+		}
+		if err := fsutil.WriteAtomic(lastPath, data, 0o600, nil); err != nil {
+			return cfg, err
+		}
+	}
+	return merged, nil
+}
+
+// backupBefore dumps the whole EMR database when any entry that match selects changed it.
+// A database that is gone (MariaDB removed before a purge) has nothing to back up or undo.
+func backupBefore(ctx context.Context, f *cmdutil.Factory, cfg config.Config, label string, match func(journal.Entry) bool) error {
+	entries, err := journal.Read(cfg.Paths.StateDir)
+	if err != nil {
+		return err
+	}
+	touchesDB := slices.ContainsFunc(entries, func(e journal.Entry) bool {
+		return match(e) && (e.State == journal.Done || e.State == journal.Pending) && strings.HasPrefix(e.Kind, "twofa.")
+	})
+	if !touchesDB {
+		return nil
+	}
+	path, err := backup.Dump(ctx, cfg.Database, cfg.Paths.BackupDir, label)
+	if err != nil {
+		if _, openErr := mariadb.Open(ctx, cfg.Database); errors.Is(openErr, mariadb.ErrUnreachable) || errors.Is(openErr, mariadb.ErrNoDatabase) {
+			fmt.Fprintf(f.Err, "emrkit: no backup (%v); the database changes cannot be undone either\n", openErr)
+			return nil
+		}
+		return fmt.Errorf("%w; nothing was undone", err)
+	}
+	fmt.Fprintf(f.Out, "emrkit: backed up %s to %s\n", cfg.Database.Name, path)
+	return nil
 }
 
 // keepBinaryCopy puts this binary in the state dir, for a purge after the package is gone.
@@ -100,6 +193,9 @@ func keepBinaryCopy(stateDir string) error {
 // undone, the journal and config stay so that the purge can be retried: removing them would
 // lose the only record of what to restore.
 func purge(ctx context.Context, f *cmdutil.Factory, cfg config.Config) error {
+	if err := backupBefore(ctx, f, cfg, "before-purge", revert.Match(true, "")); err != nil {
+		return err
+	}
 	if _, err := revert.Run(ctx, &revert.Options{F: f, All: true}, cfg); err != nil {
 		return fmt.Errorf("purge: %w; the journal in %s is kept, fix the cause and run `dpkg --purge emrkit` again", err, cfg.Paths.StateDir)
 	}

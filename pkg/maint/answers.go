@@ -1,0 +1,130 @@
+package maint
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emrkit/emrkit/pkg/config"
+)
+
+// Question ties a debconf template to the configuration key it sets.
+type Question struct {
+	Name string // template, e.g. "emrkit/https-port"
+	Key  string // config key, e.g. "firewall.https_port"
+	get  func(c config.Config) string
+	set  func(c *config.Config, v string) error
+}
+
+// Questions are the debconf templates of design section 5, in the order asked.
+var Questions = []Question{
+	{"emrkit/profile", "profile",
+		func(c config.Config) string { return c.Profile },
+		func(c *config.Config, v string) error { c.Profile = v; return nil }},
+	{"emrkit/database", "database.name",
+		func(c config.Config) string { return c.Database.Name },
+		func(c *config.Config, v string) error { c.Database.Name = v; return nil }},
+	{"emrkit/totp-users", "totp.users",
+		func(c config.Config) string { return strings.Join(c.TOTP.Users, " ") },
+		func(c *config.Config, v string) error { c.TOTP.Users = splitList(v); return nil }},
+	{"emrkit/pgp-mode", "pgp.mode",
+		func(c config.Config) string { return c.PGP.Mode },
+		func(c *config.Config, v string) error { c.PGP.Mode = v; return nil }},
+	{"emrkit/pgp-uid", "pgp.uid",
+		func(c config.Config) string { return c.PGP.UID },
+		func(c *config.Config, v string) error { c.PGP.UID = v; return nil }},
+	{"emrkit/pgp-public-key", "pgp.public_key",
+		func(c config.Config) string { return c.PGP.PublicKey },
+		func(c *config.Config, v string) error { c.PGP.PublicKey = v; return nil }},
+	{"emrkit/firewall", "firewall.enable",
+		func(c config.Config) string { return strconv.FormatBool(c.Firewall.Enable) },
+		func(c *config.Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			c.Firewall.Enable = b
+			return nil
+		}},
+	{"emrkit/https-port", "firewall.https_port",
+		func(c config.Config) string { return portText(c.Firewall.HTTPSPort) },
+		func(c *config.Config, v string) error { return setPort(&c.Firewall.HTTPSPort, v, false) }},
+	{"emrkit/ssh-port", "firewall.ssh_port",
+		func(c config.Config) string { return portText(c.Firewall.SSHPort) },
+		func(c *config.Config, v string) error { return setPort(&c.Firewall.SSHPort, v, true) }},
+	{"emrkit/migrations", "migrations",
+		func(c config.Config) string { return strings.Join(c.Migrations, ", ") },
+		func(c *config.Config, v string) error { c.Migrations = splitList(v); return nil }},
+}
+
+// splitList reads debconf's "a, b" (multiselect) and the space/comma lists admins type.
+func splitList(v string) []string {
+	out := []string{}
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func portText(p config.Port) string {
+	if p.N == 0 {
+		return ""
+	}
+	return strconv.Itoa(p.N)
+}
+
+func setPort(p *config.Port, v string, emptyOK bool) error {
+	v = strings.TrimSpace(v)
+	if v == "" && emptyOK {
+		*p = config.P(0)
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q is not a port (1-65535)", v)
+	}
+	*p = config.P(n)
+	return nil
+}
+
+// Merge builds the configuration from debconf answers over cfg (the file as it is). last holds
+// the answers the package wrote into the file the previous time: where the file's value
+// differs from it, the admin edited the file by hand, and that edit wins over debconf (Debian
+// Policy 10.7.3: the package must not overwrite local changes). The returned map holds the
+// values debconf must be told (the admin's edits), and the answers now in the file.
+func Merge(cfg config.Config, answers, last map[string]string) (config.Config, map[string]string, map[string]string, error) {
+	resync := map[string]string{}
+	written := map[string]string{}
+	for _, q := range Questions {
+		fileVal := q.get(cfg)
+		v, asked := answers[q.Name]
+		if prev, ok := last[q.Name]; ok && prev != fileVal {
+			resync[q.Name] = fileVal
+			written[q.Name] = fileVal
+			continue
+		}
+		if !asked {
+			written[q.Name] = fileVal
+			continue
+		}
+		if err := q.set(&cfg, v); err != nil {
+			return cfg, nil, nil, fmt.Errorf("%s: %w; preseed a valid answer or run `dpkg-reconfigure emrkit`", q.Name, err)
+		}
+		written[q.Name] = q.get(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, nil, fmt.Errorf("%s; fix the answer with `dpkg-reconfigure emrkit`", withQuestion(err))
+	}
+	return cfg, resync, written, nil
+}
+
+// withQuestion names the debconf question behind a config key in a validation error.
+func withQuestion(err error) string {
+	msg := err.Error()
+	for _, q := range Questions {
+		if strings.HasPrefix(msg, q.Key+":") || strings.HasPrefix(msg, q.Key+"[") {
+			return q.Name + " (" + msg + ")"
+		}
+	}
+	return msg
+}
