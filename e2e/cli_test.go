@@ -43,7 +43,8 @@ func newHost(t *testing.T, srv *mariadbtest.Server) host {
 	must(t, os.WriteFile(h.props, []byte(fixtureProps), 0o640))
 	dbc := srv.CreateDatabase(t, h.db)
 	oscarfixture.Create(t, srv.DB(t, h.db), false)
-	cfg := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\n"+
+	// firewall off: no test runs ufw in the host's network namespace.
+	cfg := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\nfirewall: {enable: false}\n"+
 		"paths: {state_dir: %s, backup_dir: %s/backups, cron_file: %s}\n",
 		dbc.Socket, h.db, h.props, h.state, h.dir, h.cron)
 	must(t, os.WriteFile(h.config, []byte(cfg), 0o600))
@@ -247,7 +248,8 @@ func TestBadInputOneLineNonZeroJournalTruthful(t *testing.T) {
 		want  string
 	}{
 		{"invalid config value", func(t *testing.T, h host) {
-			must(t, os.WriteFile(h.config, []byte(read(t, h.config)+"firewall: {https_port: abc}\n"), 0o600))
+			cfg := strings.Replace(read(t, h.config), "firewall: {enable: false}", "firewall: {enable: false, https_port: abc}", 1)
+			must(t, os.WriteFile(h.config, []byte(cfg), 0o600))
 		}, 1, `firewall.https_port: "abc" is not a port (1-65535)`},
 		{"missing properties file", func(t *testing.T, h host) {
 			must(t, os.Remove(h.props))

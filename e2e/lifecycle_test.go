@@ -177,6 +177,7 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	data, err := os.ReadFile(deb)
 	must(t, err)
 	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+	baseUFW := c.mustRun("ufw", "status", "verbose")
 	baseline := c.treeState()
 	baseDB := c.dbDump()
 	if len(baseline) < 1000 {
@@ -205,6 +206,13 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	if out, code := c.run("emrkit", "status"); code != 0 {
 		t.Fatalf("emrkit status exited %d:\n%s", code, out)
 	}
+	// The firewall runs in the chroot session's own network namespace.
+	ufw := c.mustRun("ufw", "status", "verbose")
+	for _, want := range []string{"Status: active", "Default: deny (incoming), allow (outgoing)", "8443/tcp", "3306/tcp                   DENY IN", "# emrkit"} {
+		if !strings.Contains(ufw, want) {
+			t.Fatalf("ufw status after install lacks %q:\n%s", want, ufw)
+		}
+	}
 	// Re-running the configure step converges without changes.
 	out = c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit")
 	if !strings.Contains(out, "nothing to change") {
@@ -220,6 +228,9 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	}
 	if got := c.dbDump(); got != baseDB {
 		t.Fatalf("database differs from its baseline after purge:\n%s", got)
+	}
+	if got := c.mustRun("ufw", "status", "verbose"); got != baseUFW {
+		t.Fatalf("ufw status after purge:\n%s\nbaseline:\n%s", got, baseUFW)
 	}
 	backups, _ := filepath.Glob(c.path("/var/backups/emrkit/*"))
 	for _, b := range backups {

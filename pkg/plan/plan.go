@@ -7,6 +7,7 @@ package plan
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/cron"
 	"github.com/emrkit/emrkit/pkg/debversion"
+	"github.com/emrkit/emrkit/pkg/firewall"
 	"github.com/emrkit/emrkit/pkg/managedfile"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -26,6 +28,8 @@ type Host struct {
 	PropertiesCandidates []string
 	// ConfigPath is the configuration file, for jobs that run emrkit again (cron).
 	ConfigPath string
+	// Firewall is ufw and the probes the firewall steps use.
+	Firewall firewall.Env
 }
 
 // DefaultHost probes where Debian's OSCAR packages put oscar.properties (Tomcat 9, 8, 7).
@@ -37,6 +41,7 @@ func DefaultHost() Host {
 			"/usr/share/tomcat7/oscar.properties",
 		},
 		ConfigPath: config.DefaultPath,
+		Firewall:   firewall.DefaultEnv(),
 	}
 }
 
@@ -72,6 +77,7 @@ var catalogue = []item{
 	{since: "0.1.0", build: twofaUsers},
 	{since: "0.1.0", build: pinCron},
 	{since: "0.1.0", build: totpSwitch},
+	{since: firewall.Since, build: firewallRules},
 }
 
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
@@ -101,7 +107,7 @@ func New(cfg config.Config, h Host, version string) (*Plan, error) {
 // undoers knows every kind any release journals, whatever the version: undo must work for
 // entries this binary's own plan no longer makes.
 func undoers(e env) step.Registry {
-	return step.Registry{
+	r := step.Registry{
 		props.Kind:       props.Undoer{},
 		managedfile.Kind: managedfile.Undoer{},
 		twofa.ColumnsKind: twofa.ColumnsUndoer{DB: e.db, Backup: func(ctx context.Context, table string) (string, error) {
@@ -109,6 +115,13 @@ func undoers(e env) step.Registry {
 		}},
 		twofa.UserKind: twofa.UserUndoer{DB: e.db, URIs: e.uris},
 	}
+	maps.Copy(r, firewall.Undoers(e.host.Firewall))
+	return r
+}
+
+// firewallRules: deny incoming but SSH and the EMR's HTTPS port, enabled last.
+func firewallRules(e env) ([]step.Step, error) {
+	return firewall.Steps(e.cfg.Firewall, e.cfg.Profile, e.host.Firewall, e.since)
 }
 
 func oscar(e env) bool { return e.cfg.Profile == "oscar" }

@@ -17,6 +17,7 @@ func testConfig(t *testing.T) config.Config {
 	cfg.OSCAR.Properties = filepath.Join(dir, "oscar.properties")
 	cfg.Paths = config.Paths{StateDir: dir + "/state", BackupDir: dir + "/backups", CronFile: dir + "/emrkit"}
 	cfg.Database.Socket = dir + "/no-such.sock"
+	cfg.Firewall.Enable = false // the firewall package tests ufw in its own namespaces
 	return cfg
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
+	"github.com/emrkit/emrkit/pkg/cmd/firewall"
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmd/status"
@@ -32,6 +33,6 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
-	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), maint.New(f))
+	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall), maint.New(f))
 	return cmd
 }

@@ -36,7 +36,7 @@ func newEnv(t *testing.T, srv *mariadbtest.Server, name string) *env {
 	dir := t.TempDir()
 	e := &env{t: t, srv: srv, db: db, name: name, config: filepath.Join(dir, "emrkit.yaml"), props: filepath.Join(dir, "oscar.properties")}
 	os.WriteFile(e.props, []byte("TOTP=1\n"), 0o644)
-	yaml := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\npaths: {state_dir: %s/state, backup_dir: %s/b, cron_file: %s/cron}\n",
+	yaml := fmt.Sprintf("database: {socket: %s, name: %s}\noscar: {properties: %s}\nfirewall: {enable: false}\npaths: {state_dir: %s/state, backup_dir: %s/b, cron_file: %s/cron}\n",
 		cfg.Socket, name, e.props, dir, dir, dir)
 	os.WriteFile(e.config, []byte(yaml), 0o600)
 	return e
