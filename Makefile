@@ -10,7 +10,9 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || \
 export SOURCE_DATE_EPOCH
 
 GO      ?= go
-GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
+# TAGS=faultinject builds a package whose binary can kill itself at journal points (tests only).
+TAGS    ?=
+GOBUILD  = CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags '$(TAGS)'
 LDFLAGS  = -s -w -buildid= -X main.version=$(VERSION)-$(RELEASE)
 BIN      = $(DIST)/build/$(VERSION)/emrkit
 DEB      = $(DIST)/emrkit_$(VERSION)-$(RELEASE)_$(ARCH).deb

@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Issue 6: the Debian lifecycle under real dpkg, debconf and ufw in a chroot session.
+
+const preseed = `emrkit emrkit/totp-users string oscardoc, nurse
+emrkit emrkit/firewall boolean true
+emrkit emrkit/https-port string 8443
+emrkit emrkit/ssh-port string 2222
+`
+
+// installDebs copies packages into the chroot's /tmp and returns their paths there.
+func (c *chroot) installDebs(debs map[string]string) map[string]string {
+	c.t.Helper()
+	in := map[string]string{}
+	for name, deb := range debs {
+		data, err := os.ReadFile(deb)
+		must(c.t, err)
+		p := "/tmp/" + name + ".deb"
+		must(c.t, os.WriteFile(c.path(p), data, 0o644))
+		in[name] = p
+	}
+	return in
+}
+
+var secretRE = regexp.MustCompile(`'[A-Z2-7]{32}'`)
+
+// hostState is what a converged install looks like, with generated secrets masked.
+func (c *chroot) hostState() string {
+	c.t.Helper()
+	props, _ := os.ReadFile(c.path("/usr/share/tomcat9/oscar.properties"))
+	cronFile, _ := os.ReadFile(c.path("/etc/cron.d/emrkit"))
+	status, code := c.run("emrkit", "status")
+	return fmt.Sprintf("props:\n%s\ncron:\n%s\ndb:\n%s\nufw:\n%s\nstatus (exit %d):\n%s",
+		props, cronFile, secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), c.mustRun("ufw", "status", "verbose"), code, status)
+}
+
+func dpkgVersion(c *chroot) string {
+	out, _ := c.run("dpkg-query", "-W", "-f=${Version} ${db:Status-Abbrev}", "emrkit")
+	return strings.TrimSpace(out)
+}
+
+// TestPreseedUpgradeDowngradeRemovePurge walks the package through its life on a fixture
+// OSCAR host: preseeded noninteractive install, re-configure, upgrade from an older release,
+// downgrade back, upgrade again, remove, purge.
+func TestPreseedUpgradeDowngradeRemovePurge(t *testing.T) {
+	debs := map[string]string{"old": buildDeb(t, "VERSION=0.1.0"), "new": buildDeb(t)}
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	in := c.installDebs(debs)
+	baseUFW := c.mustRun("ufw", "status", "verbose")
+	baseline := c.treeState()
+	baseDB := c.dbDump()
+
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte(preseed), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/preseed")
+	out := c.mustRun("dpkg", "-i", in["new"])
+	t.Logf("preseeded install:\n%s", out)
+	if got := c.sql("SELECT user_name FROM security WHERE totp_enabled = 1 ORDER BY user_name"); got != "nurse\noscardoc" {
+		t.Fatalf("preseeded totp-users not enrolled: %q", got)
+	}
+	ufw := c.mustRun("ufw", "status")
+	if !strings.Contains(ufw, "2222/tcp") || !strings.Contains(ufw, "Status: active") {
+		t.Fatalf("preseeded ssh-port not allowed:\n%s", ufw)
+	}
+	cfg, _ := os.ReadFile(c.path("/etc/emrkit/emrkit.yaml"))
+	if !strings.Contains(string(cfg), "- nurse") || !strings.Contains(string(cfg), "ssh_port: 2222") {
+		t.Fatalf("config does not carry the answers:\n%s", cfg)
+	}
+	installed := c.hostState()
+	if !strings.Contains(installed, "status (exit 0)") {
+		t.Fatalf("status not clean after install:\n%s", installed)
+	}
+	// dpkg --configure -a has nothing to do; re-running postinst changes nothing.
+	c.mustRun("dpkg", "--configure", "-a")
+	if out := c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit"); !strings.Contains(out, "nothing to change") {
+		t.Fatalf("reconfigure changed something:\n%s", out)
+	}
+	if got := c.hostState(); got != installed {
+		t.Fatalf("re-running the configure step changed the host:\n%s\n---\n%s", installed, got)
+	}
+
+	// Downgrade to 0.1.0: the newer release's steps (the firewall) are undone, the rest stays.
+	out = c.mustRun("dpkg", "-i", in["old"])
+	t.Logf("downgrade:\n%s", out)
+	if v := dpkgVersion(c); v != "0.1.0-1 ii" {
+		t.Fatalf("after downgrade: %q", v)
+	}
+	if got := c.mustRun("ufw", "status", "verbose"); got != baseUFW {
+		t.Fatalf("downgrade left the firewall:\n%s", got)
+	}
+	if got := c.sql("SELECT COUNT(*) FROM security WHERE totp_enabled = 1"); got != "2" {
+		t.Fatal("downgrade undid 0.1.0's enrolments")
+	}
+	if _, code := c.run("emrkit", "status"); code != 0 {
+		t.Fatal("status not clean after downgrade")
+	}
+	// Upgrade again: the firewall comes back, and the host is as after the first install.
+	c.mustRun("dpkg", "-i", in["new"])
+	if got := c.hostState(); got != installed {
+		t.Fatalf("upgrade after downgrade differs from the first install:\n%s\n---\n%s", installed, got)
+	}
+
+	// Remove keeps data, config and firewall; the cron job goes quiet without the binary.
+	c.mustRun("dpkg", "--remove", "emrkit")
+	if v := dpkgVersion(c); !strings.HasSuffix(v, " rc") {
+		t.Fatalf("after remove: %q", v)
+	}
+	if !strings.Contains(c.mustRun("ufw", "status"), "Status: active") {
+		t.Fatal("remove took the firewall down")
+	}
+	for _, p := range []string{"/etc/emrkit/emrkit.yaml", "/var/lib/emrkit/journal.json", "/etc/cron.d/emrkit"} {
+		if _, err := os.Stat(c.path(p)); err != nil {
+			t.Fatalf("remove deleted %s", p)
+		}
+	}
+	if out, code := c.run("sh", "-c", "[ -x /usr/bin/emrkit ] || exit 0; exit 1"); code != 0 {
+		t.Fatalf("cron guard would still run emrkit: %s", out)
+	}
+
+	out = c.mustRun("dpkg", "--purge", "emrkit")
+	t.Logf("purge after remove:\n%s", out)
+	if got := c.dbDump(); got != baseDB {
+		t.Fatalf("database after purge differs from its baseline")
+	}
+	if got := c.mustRun("ufw", "status", "verbose"); got != baseUFW {
+		t.Fatalf("ufw after purge:\n%s", got)
+	}
+	if out, _ := c.run("debconf-show", "emrkit"); strings.TrimSpace(out) != "" {
+		t.Fatalf("debconf still holds answers after purge:\n%s", out)
+	}
+	assertOnlyBackupsLeft(t, diffStates(baseline, c.treeState()))
+}
+
+// TestReconfigureConverges changes answers with dpkg-reconfigure: what no longer applies is
+// undone, what is new is applied.
+func TestReconfigureConverges(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	in := c.installDebs(map[string]string{"emrkit": deb})
+	baseUFW := c.mustRun("ufw", "status", "verbose")
+	c.mustRun("dpkg", "-i", in["emrkit"])
+	if c.sql("SELECT totp_enabled FROM security WHERE user_name='oscardoc'") != "1" {
+		t.Fatal("oscardoc not enrolled by default")
+	}
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/firewall boolean false\nemrkit emrkit/totp-users string nurse\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	out := c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit")
+	t.Logf("reconfigure:\n%s", out)
+	if got := c.mustRun("ufw", "status", "verbose"); got != baseUFW {
+		t.Fatalf("firewall off, but ufw:\n%s", got)
+	}
+	if got := c.sql("SELECT user_name, totp_enabled, pin FROM security WHERE user_name IN ('oscardoc','nurse') ORDER BY user_name"); got != "nurse\t1\t4321\noscardoc\t0\t1117" {
+		t.Fatalf("enrolments after changing totp-users: %q", got)
+	}
+	if _, code := c.run("emrkit", "status"); code != 0 {
+		t.Fatal("status not clean after reconfigure")
+	}
+	// A hand edit of the config file survives the next configure and is fed back to debconf.
+	cfgPath := c.path("/etc/emrkit/emrkit.yaml")
+	cfg, _ := os.ReadFile(cfgPath)
+	must(t, os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "- nurse", "- doc2", 1)), 0o600))
+	c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit")
+	if got := strings.TrimSpace(c.mustRun("sh", "-c", "echo get emrkit/totp-users | debconf-communicate emrkit")); got != "0 doc2" {
+		t.Fatalf("debconf not told of the hand edit: %q", got)
+	}
+	if got := c.sql("SELECT user_name FROM security WHERE totp_enabled = 1"); got != "doc2" {
+		t.Fatalf("hand edit not applied: %q", got)
+	}
+}
+
+// TestInvalidPreseedFailsClearly: a noninteractive install with a bad answer stops with
+// one line naming the question, and changes nothing.
+func TestInvalidPreseedFailsClearly(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	in := c.installDebs(map[string]string{"emrkit": deb})
+	baseDB := c.dbDump()
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/https-port string abc\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	out, code := c.run("dpkg", "-i", in["emrkit"])
+	if code == 0 || !strings.Contains(out, `emrkit/https-port: "abc" is not a port (1-65535)`) || !strings.Contains(out, "dpkg-reconfigure emrkit") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if c.dbDump() != baseDB {
+		t.Fatal("a failed configure changed the database")
+	}
+	props, _ := os.ReadFile(c.path("/usr/share/tomcat9/oscar.properties"))
+	if string(props) != chrootProps {
+		t.Fatal("a failed configure changed oscar.properties")
+	}
+	// Fixing the answer and configuring again converges.
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/https-port string 8443\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	c.mustRun("dpkg", "--configure", "-a")
+	if _, code := c.run("emrkit", "status"); code != 0 {
+		t.Fatal("status not clean after fixing the answer")
+	}
+}
+
+// TestPurgeWithoutMariaDBOrUFW: the tools a purge would use are gone; purge still succeeds,
+// says what it skipped, and removes emrkit's own files.
+func TestPurgeWithoutMariaDBOrUFW(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	in := c.installDebs(map[string]string{"emrkit": deb})
+	c.mustRun("dpkg", "-i", in["emrkit"])
+	c.mustRun("dpkg", "--remove", "emrkit")
+	c.mustRun("sh", "-c", "mariadb-admin shutdown && dpkg --purge ufw")
+	out := c.mustRun("dpkg", "--purge", "emrkit")
+	t.Logf("purge without MariaDB and ufw:\n%s", out)
+	if !strings.Contains(out, "skipped") {
+		t.Fatalf("purge did not say what it skipped:\n%s", out)
+	}
+	for _, p := range []string{"/etc/emrkit", "/var/lib/emrkit", "/etc/cron.d/emrkit"} {
+		if _, err := os.Stat(c.path(p)); err == nil {
+			t.Errorf("%s left behind", p)
+		}
+	}
+	props, _ := os.ReadFile(c.path("/usr/share/tomcat9/oscar.properties"))
+	if string(props) != chrootProps {
+		t.Fatal("oscar.properties not restored")
+	}
+}
