@@ -37,9 +37,16 @@ func (c *chroot) hostState() string {
 	c.t.Helper()
 	props, _ := os.ReadFile(c.path("/usr/share/tomcat9/oscar.properties"))
 	cronFile, _ := os.ReadFile(c.path("/etc/cron.d/emrkit"))
-	status, code := c.run("emrkit", "status")
+	out, code := c.run("emrkit", "status")
+	// Undone entries are the journal's history, not the host: a downgrade leaves some.
+	var status []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "undone ") && !strings.HasPrefix(l, "ok: ") {
+			status = append(status, strings.Join(strings.Fields(l), " "))
+		}
+	}
 	return fmt.Sprintf("props:\n%s\ncron:\n%s\ndb:\n%s\nufw:\n%s\nstatus (exit %d):\n%s",
-		props, cronFile, secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), c.mustRun("ufw", "status", "verbose"), code, status)
+		props, cronFile, secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), c.mustRun("ufw", "status", "verbose"), code, strings.Join(status, "\n"))
 }
 
 func dpkgVersion(c *chroot) string {

@@ -189,7 +189,11 @@ func (u ColumnsUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome,
 		if err != nil {
 			return 0, "", fmt.Errorf("backup before dropping columns of %s: %w", d.Table, err)
 		}
-		if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE `%s` %s", d.Table, strings.Join(drop, ", "))); err != nil {
+		// FORCE rebuilds the table. MariaDB drops columns "instantly" by hiding them in the
+		// row format; each add/drop cycle (install, purge, install ...) then costs row size
+		// until ALTER TABLE fails with "Row size too large" after some 28 cycles.
+		q := fmt.Sprintf("ALTER TABLE `%s` %s, FORCE", d.Table, strings.Join(drop, ", "))
+		if _, err := db.ExecContext(ctx, q); err != nil {
 			return 0, "", fmt.Errorf("drop 2FA columns of %s (backup in %s): %w", d.Table, file, err)
 		}
 	}
