@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/emrkit/emrkit/internal/testbin"
@@ -56,4 +57,31 @@ func TestDebOlderVersionRebuildable(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("no entry for 0.0.1")) {
 		t.Fatalf("building 0.0.1: %v\n%s", err, out)
 	}
+}
+
+// TestPiuparts runs piuparts' default install and purge test on the package, with the cached
+// Debian 12 image as its base. Inside piuparts' chroot (a real chroot sharing the host's
+// network) the firewall step must defer, never touch ufw.
+func TestPiuparts(t *testing.T) {
+	deb := buildDeb(t)
+	script := filepath.Join(testbin.RepoRoot(t), "scripts", "chroot.sh")
+	out, err := exec.Command("sh", script, "image", "-").Output()
+	if err != nil {
+		t.Fatalf("chroot image: %v", err)
+	}
+	base := strings.TrimSpace(string(out))
+	log, err := exec.Command("piuparts", "--basetgz="+base, "--distribution=bookworm",
+		"--mirror=http://deb.debian.org/debian main", deb).CombinedOutput()
+	if err != nil || !bytes.Contains(log, []byte("PASS: All tests.")) {
+		t.Fatalf("piuparts: %v\n%s", err, tail(log, 60))
+	}
+	if !bytes.Contains(log, []byte("running in a chroot (ischroot)")) {
+		t.Fatalf("the firewall step did not defer in piuparts' chroot:\n%s", tail(log, 60))
+	}
+	t.Log("piuparts: PASS: Installation and purging test; PASS: All tests.")
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(string(b), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

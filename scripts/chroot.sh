@@ -9,6 +9,8 @@
 #                                 namespaces of its own that end with CMD
 #   chroot.sh stop DIR            end the session: every process in it dies
 #   chroot.sh destroy DIR         stop the session, remove DIR (refuses while anything is mounted below it)
+#   chroot.sh image -             print the cached image's path (building it first if missing), e.g.
+#                                 as piuparts' --basetgz
 #
 # Mounts live only in the namespace of one `run`, so they vanish with it (even on kill -9) and
 # never leak into the host. Daemons started inside die with the pid namespace. The network
@@ -112,7 +114,7 @@ build_cache() {
 }
 
 cmd=${1:-}
-[ $# -ge 2 ] || die "usage: chroot.sh create|start|run|stop|destroy DIR [CMD...]"
+[ $# -ge 2 ] || die "usage: chroot.sh create|start|run|stop|destroy|image DIR [CMD...]"
 dir=$(realpath -m "$2")
 shift 2
 cd / # a working directory outside the chroot means nothing inside it
@@ -140,7 +142,11 @@ destroy)
 	mounted_below "$(realpath "$dir")" && die "something is still mounted below $dir; not removing it"
 	rm -rf --one-file-system "$dir"
 	;;
+image)
+	[ -f "$tarball" ] || build_cache
+	echo "$tarball"
+	;;
 *)
-	die "unknown command $cmd (create, run or destroy)"
+	die "unknown command $cmd (create, start, run, stop, destroy or image)"
 	;;
 esac
