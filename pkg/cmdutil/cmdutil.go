@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/step"
 )
 
 // Exit codes of the command-line contract.
@@ -88,4 +90,32 @@ func ExitCode(err error) int {
 		return e.Code
 	}
 	return ExitError
+}
+
+// Session is what apply and revert work with: the plan of this release for a configuration,
+// and a runner over the locked journal. Close releases both.
+type Session struct {
+	Plan   *plan.Plan
+	Runner *step.Runner
+	j      *journal.Journal
+}
+
+// Open builds the plan for cfg and locks the journal in its state dir.
+func (f *Factory) Open(cfg config.Config, dryRun bool) (*Session, error) {
+	p, err := plan.New(cfg, f.Host, f.Version)
+	if err != nil {
+		return nil, err
+	}
+	j, err := journal.Open(cfg.Paths.StateDir)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &Session{Plan: p, j: j, Runner: &step.Runner{Journal: j, Undoers: p.Undoers, Out: f.Out, DryRun: dryRun}}, nil
+}
+
+// Close releases the journal's lock and the plan's database connection.
+func (s *Session) Close() {
+	s.j.Close()
+	s.Plan.Close()
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
-	"github.com/emrkit/emrkit/pkg/journal"
-	"github.com/emrkit/emrkit/pkg/plan"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -50,22 +48,16 @@ func New(f *cmdutil.Factory) *cobra.Command {
 // Run applies the plan for cfg and prints a summary. Deferred steps are reported, not errors:
 // callers decide (apply exits 3, postinst succeeds).
 func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	p, err := plan.New(cfg, o.F.Host, o.F.Version)
+	s, err := o.F.Open(cfg, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}
-	defer p.Close()
-	j, err := journal.Open(cfg.Paths.StateDir)
-	if err != nil {
-		return step.Report{}, err
-	}
-	defer j.Close()
-	r := &step.Runner{Journal: j, Undoers: p.Undoers, Out: o.F.Out, DryRun: o.DryRun}
-	rep, err := r.Apply(ctx, p.Steps)
+	defer s.Close()
+	rep, err := s.Runner.Apply(ctx, s.Plan.Steps)
 	if err != nil {
 		return rep, fmt.Errorf("apply stopped: %w (the journal records what was done; fix this and run `emrkit apply` again)", err)
 	}
-	Summarize(o.F, rep, len(p.Steps), o.DryRun)
+	Summarize(o.F, rep, len(s.Plan.Steps), o.DryRun)
 	return rep, nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/journal"
-	"github.com/emrkit/emrkit/pkg/plan"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -68,18 +67,12 @@ func Match(all bool, v string) func(journal.Entry) bool {
 }
 
 func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	p, err := plan.New(cfg, o.F.Host, o.F.Version)
+	s, err := o.F.Open(cfg, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}
-	defer p.Close()
-	j, err := journal.Open(cfg.Paths.StateDir)
-	if err != nil {
-		return step.Report{}, err
-	}
-	defer j.Close()
-	r := &step.Runner{Journal: j, Undoers: p.Undoers, Out: o.F.Out, DryRun: o.DryRun}
-	rep, err := r.Revert(ctx, Match(o.All, o.NewerThan))
+	defer s.Close()
+	rep, err := s.Runner.Revert(ctx, Match(o.All, o.NewerThan))
 	if err != nil {
 		return rep, fmt.Errorf("revert stopped: %w", err)
 	}
