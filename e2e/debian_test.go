@@ -30,7 +30,11 @@ func (c *chroot) installDebs(debs map[string]string) map[string]string {
 	return in
 }
 
-var secretRE = regexp.MustCompile(`'[A-Z2-7]{32}'`)
+// Generated per install: TOTP secrets and the export key's fingerprint.
+var (
+	secretRE      = regexp.MustCompile(`'[A-Z2-7]{32}'`)
+	fingerprintRE = regexp.MustCompile(`PGP_KEY=[0-9A-F]{40}`)
+)
 
 // hostState is what a converged install looks like, with generated secrets masked.
 func (c *chroot) hostState() string {
@@ -45,6 +49,7 @@ func (c *chroot) hostState() string {
 			status = append(status, strings.Join(strings.Fields(l), " "))
 		}
 	}
+	props = fingerprintRE.ReplaceAll(props, []byte("PGP_KEY=FINGERPRINT"))
 	return fmt.Sprintf("props:\n%s\ncron:\n%s\ndb:\n%s\nufw:\n%s\nstatus (exit %d):\n%s",
 		props, cronFile, secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), c.mustRun("ufw", "status", "verbose"), code, strings.Join(status, "\n"))
 }

@@ -53,10 +53,12 @@ for i in $(seq 200); do mariadb -e 'SELECT 1' >/dev/null 2>&1 && exit 0; sleep 0
 cat /var/log/mariadbd-test.log; exit 1`
 
 // oscarHost makes the chroot a fixture OSCAR host: MariaDB with an oscar_15 database
-// (security, SecurityArchive, users) and oscar.properties where Tomcat 9's OSCAR keeps it.
+// (security, SecurityArchive, users), Tomcat 9's user and oscar.properties where Tomcat 9's
+// OSCAR keeps it.
 func (c *chroot) oscarHost(props string) {
 	c.t.Helper()
 	c.mustRun("sh", "-c", startMariaDB)
+	c.mustRun("useradd", "--system", "--home-dir", "/var/lib/tomcat9", "--create-home", "--shell", "/usr/sbin/nologin", "tomcat")
 	must(c.t, os.WriteFile(c.path("/tmp/oscar.sql"), []byte(oscarfixture.SQL(false)), 0o644))
 	c.mustRun("sh", "-c", "mariadb -e 'CREATE DATABASE oscar_15' && mariadb oscar_15 </tmp/oscar.sql")
 	p := c.path("/usr/share/tomcat9/oscar.properties")
@@ -188,8 +190,14 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	t.Logf("dpkg -i:\n%s", out)
 	got, err := os.ReadFile(props)
 	must(t, err)
-	if want := strings.Replace(chrootProps, "TOTP=0", "TOTP=1", 1); string(got) != want {
-		t.Fatalf("oscar.properties after install:\n%s\nwant\n%s", got, want)
+	// TOTP=1 in place, the PGP_* keys appended, every comment and line kept in order.
+	want := strings.Replace(chrootProps, "TOTP=0", "TOTP=1", 1) + "PGP_BIN=/usr/bin/pgpgpg\nPGP_CMD=-e\nPGP_KEY="
+	if !strings.HasPrefix(string(got), want) || !strings.HasSuffix(string(got), "PGP_ENV=GNUPGHOME=/var/lib/tomcat9/.gnupg\ndemographic.export.encryptedOnly=true\n") {
+		t.Fatalf("oscar.properties after install:\n%s", got)
+	}
+	// OSCAR's own call (pgpgpg as Tomcat, environment only PGP_ENV) encrypts, and it decrypts.
+	if out, code := c.run("emrkit", "pgp", "selftest"); code != 0 {
+		t.Fatalf("pgp selftest exited %d:\n%s", code, out)
 	}
 	if fi, _ := os.Stat(c.path("/etc/emrkit/emrkit.yaml")); fi == nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config not written 0600: %v", fi)

@@ -17,6 +17,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/firewall"
 	"github.com/emrkit/emrkit/pkg/managedfile"
+	"github.com/emrkit/emrkit/pkg/pgp"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
 	"github.com/emrkit/emrkit/pkg/twofa"
@@ -30,6 +31,8 @@ type Host struct {
 	ConfigPath string
 	// Firewall is ufw and the probes the firewall steps use.
 	Firewall firewall.Env
+	// PGP is gpg, pgpgpg and the files of OSCAR's export encryption.
+	PGP pgp.Env
 }
 
 // DefaultHost probes where Debian's OSCAR packages put oscar.properties (Tomcat 9, 8, 7).
@@ -42,6 +45,7 @@ func DefaultHost() Host {
 		},
 		ConfigPath: config.DefaultPath,
 		Firewall:   firewall.DefaultEnv(),
+		PGP:        pgp.DefaultEnv(),
 	}
 }
 
@@ -78,6 +82,7 @@ var catalogue = []item{
 	{since: "0.1.0", build: pinCron},
 	{since: "0.1.0", build: totpSwitch},
 	{since: firewall.Since, build: firewallRules},
+	{since: pgp.Since, build: pgpExports},
 }
 
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
@@ -116,12 +121,23 @@ func undoers(e env) step.Registry {
 		twofa.UserKind: twofa.UserUndoer{DB: e.db, URIs: e.uris},
 	}
 	maps.Copy(r, firewall.Undoers(e.host.Firewall))
+	maps.Copy(r, pgp.Undoers(e.host.PGP))
 	return r
 }
 
 // firewallRules: deny incoming but SSH and the EMR's HTTPS port, enabled last.
 func firewallRules(e env) ([]step.Step, error) {
 	return firewall.Steps(e.cfg.Firewall, e.cfg.Profile, e.host.Firewall, e.since)
+}
+
+// pgpExports sets up the encryption of OSCAR's patient exports (pgp.mode).
+func pgpExports(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
+	}
+	pe := e.host.PGP
+	pe.Properties, _ = PropertiesPath(e.cfg, e.host) // "" defers the PGP_* properties
+	return pgp.Steps(e.cfg, pe, e.since)
 }
 
 func oscar(e env) bool { return e.cfg.Profile == "oscar" }

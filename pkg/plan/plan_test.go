@@ -18,6 +18,7 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Paths = config.Paths{StateDir: dir + "/state", BackupDir: dir + "/backups", CronFile: dir + "/emrkit"}
 	cfg.Database.Socket = dir + "/no-such.sock"
 	cfg.Firewall.Enable = false // the firewall package tests ufw in its own namespaces
+	cfg.PGP.Mode = "none"       // pkg/pgp tests its steps with a throwaway Tomcat user
 	return cfg
 }
 

@@ -4,11 +4,15 @@ package apply
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/pgp"
+	"github.com/emrkit/emrkit/pkg/twofa"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -58,7 +62,22 @@ func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error
 		return rep, fmt.Errorf("apply stopped: %w (the journal records what was done; fix this and run `emrkit apply` again)", err)
 	}
 	Summarize(o.F, rep, len(s.Plan.Steps), o.DryRun)
+	if !o.DryRun {
+		notices(o.F, cfg)
+	}
 	return rep, nil
+}
+
+// notices tells the admin about secrets emrkit left on the server for them to hand over.
+func notices(f *cmdutil.Factory, cfg config.Config) {
+	uris := filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)
+	if _, err := os.Stat(uris); err == nil {
+		fmt.Fprintf(f.Err, "NOTE: two-factor enrolment links are in %s (root only): give each user theirs "+
+			"(or re-issue one with `emrkit 2fa enroll USER --force`), then delete the file.\n", uris)
+	}
+	if n := pgp.Notice(cfg, f.Host.PGP); n != "" {
+		fmt.Fprintf(f.Err, "NOTE: %s\n", n)
+	}
 }
 
 // Summarize prints the one-line outcome of a run.

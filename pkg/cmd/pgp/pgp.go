@@ -111,7 +111,10 @@ func RunSetup(ctx context.Context, o *SetupOptions, cfg config.Config) (step.Rep
 	undoers[props.Kind] = props.Undoer{}
 	r := &step.Runner{Journal: pgpOnly{j}, Undoers: undoers, Out: o.F.Out, DryRun: o.DryRun}
 	rep, err := r.Apply(ctx, steps)
-	if err != nil {
+	switch {
+	case err != nil && strings.HasSuffix(err.Error(), "(nothing was changed)"):
+		return rep, fmt.Errorf("pgp setup: %w", err)
+	case err != nil:
 		return rep, fmt.Errorf("pgp setup stopped: %w (the journal records what was done; fix this and run `emrkit pgp setup` again)", err)
 	}
 	switch {

@@ -80,8 +80,16 @@ func (c *cli) writeConfig() {
 
 // run executes `emrkit ARGS...` through a command tree shaped like root's, without a terminal.
 func (c *cli) run(args ...string) (stdout, stderr string, code int) {
+	return c.runOn(nil, args...)
+}
+
+// runOn runs the command with tty as its terminal (nil: none).
+func (c *cli) runOn(tty *os.File, args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	f := &cmdutil.Factory{Version: "0.3.0-1", In: strings.NewReader(""), Out: &out, Err: &errb, Host: plan.Host{ConfigPath: c.config}}
+	if tty != nil {
+		f.In, f.Interactive = tty, func() bool { return true }
+	}
 	root := &cobra.Command{Use: "emrkit", SilenceUsage: true, SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) { f.ConfigSet = cmd.Flags().Changed("config") }}
 	root.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "")
@@ -138,6 +146,8 @@ func (c *cli) oscarEncrypt(sub string, size int) (plain []byte, sealed string) {
 	os.Remove(filepath.Join(dir, name))
 	return plain, filepath.Join(dir, name+".pgp")
 }
+
+func mustFiles(c *cli) pgp.Files { return pgp.Paths(c.cfg, c.env) }
 
 func sameFile(t *testing.T, path string, want []byte) {
 	t.Helper()
@@ -304,4 +314,28 @@ func TestCommandShape(t *testing.T) {
 	if enc := cmdpgp.NewOSCAREncrypt(&cmdutil.Factory{}); !enc.Hidden || enc.Name() != "oscar-encrypt" {
 		t.Error("oscar-encrypt must be a hidden command named oscar-encrypt")
 	}
+}
+
+// TestBadInputCommands: bad input is exit 1 with one clear line, and oscar.properties as it
+// was; a self-test before any setup is exit 3.
+func TestBadInputCommands(t *testing.T) {
+	c := newCLI(t, "none")
+	c.cfg.PGP.Mode, c.cfg.PGP.PublicKey = "public-key", filepath.Join(c.base, "garbage.asc")
+	os.WriteFile(c.cfg.PGP.PublicKey, []byte("this is not a key\n"), 0o644)
+	c.writeConfig()
+	c.fails(1, "not an OpenPGP public key", "pgp", "setup")
+	c.fails(3, "PGP_BIN is not set", "pgp", "selftest")
+
+	c.cfg.PGP.Mode, c.cfg.OSCAR.TomcatUser = "generate", "emrkit-no-such-user"
+	c.writeConfig()
+	c.fails(1, "oscar.tomcat_user", "pgp", "setup")
+
+	c.cfg.OSCAR.TomcatUser = c.user.Name
+	c.writeConfig()
+	c.env.GPG = filepath.Join(c.base, "no-gpg")
+	errs := c.fails(1, "gpg is not installed", "pgp", "setup")
+	if strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+		t.Errorf("not one line:\n%s", errs)
+	}
+	c.restored()
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
 	"github.com/emrkit/emrkit/pkg/cmd/firewall"
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
+	cmdpgp "github.com/emrkit/emrkit/pkg/cmd/pgp"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmd/status"
 	"github.com/emrkit/emrkit/pkg/cmd/twofa"
@@ -33,6 +34,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
-	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall), maint.New(f))
+	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall),
+		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), maint.New(f))
 	return cmd
 }
