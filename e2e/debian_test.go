@@ -176,6 +176,20 @@ func TestReconfigureConverges(t *testing.T) {
 	if _, code := c.run("emrkit", "status"); code != 0 {
 		t.Fatal("status not clean after reconfigure")
 	}
+	// Switching the PGP mode undoes the generated key setup and sets up symmetric encryption.
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/pgp-mode select symmetric\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit")
+	props, _ := os.ReadFile(c.path("/usr/share/tomcat9/oscar.properties"))
+	if !strings.Contains(string(props), "PGP_BIN=/usr/bin/emrkit\nPGP_CMD=oscar-encrypt\n") || strings.Contains(string(props), "pgpgpg") {
+		t.Fatalf("oscar.properties after switching to symmetric:\n%s", props)
+	}
+	if _, err := os.Stat(c.path("/var/lib/emrkit/pgp/export-key.sec.asc")); err == nil {
+		t.Fatal("the generated private key stayed after switching away from generate")
+	}
+	if out, code := c.run("emrkit", "pgp", "selftest"); code != 0 {
+		t.Fatalf("selftest after switching to symmetric: %d\n%s", code, out)
+	}
 	// A hand edit of the config file survives the next configure and is fed back to debconf.
 	cfgPath := c.path("/etc/emrkit/emrkit.yaml")
 	cfg, _ := os.ReadFile(cfgPath)
@@ -219,8 +233,8 @@ func TestInvalidPreseedFailsClearly(t *testing.T) {
 	}
 }
 
-// TestPurgeWithoutMariaDBOrUFW: the tools a purge would use are gone; purge still succeeds,
-// says what it skipped, and removes emrkit's own files.
+// TestPurgeWithoutMariaDBOrUFW: the tools a purge would use (MariaDB, ufw, gpg) are gone;
+// purge still succeeds, says what it skipped, and removes emrkit's own files.
 func TestPurgeWithoutMariaDBOrUFW(t *testing.T) {
 	deb := buildDeb(t)
 	c := newChroot(t)
@@ -228,7 +242,7 @@ func TestPurgeWithoutMariaDBOrUFW(t *testing.T) {
 	in := c.installDebs(map[string]string{"emrkit": deb})
 	c.mustRun("dpkg", "-i", in["emrkit"])
 	c.mustRun("dpkg", "--remove", "emrkit")
-	c.mustRun("sh", "-c", "mariadb-admin shutdown && dpkg --purge ufw")
+	c.mustRun("sh", "-c", "mariadb-admin shutdown && dpkg --purge ufw && dpkg --purge --force-depends pgpgpg gpg")
 	out := c.mustRun("dpkg", "--purge", "emrkit")
 	t.Logf("purge without MariaDB and ufw:\n%s", out)
 	if !strings.Contains(out, "skipped") {

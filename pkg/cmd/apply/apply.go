@@ -12,8 +12,8 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/pgp"
-	"github.com/emrkit/emrkit/pkg/twofa"
 	"github.com/emrkit/emrkit/pkg/step"
+	"github.com/emrkit/emrkit/pkg/twofa"
 )
 
 type Options struct {
