@@ -6,101 +6,136 @@ import (
 	"testing"
 )
 
-// TestSIGKILLAtEveryJournalPointUnderDpkg kills emrkit with SIGKILL at every journal point of
-// an install, an upgrade, a downgrade and a purge in turn (a faultinject build of the package
-// honours EMRKIT_FAULT=N), recovers the way an admin would (`dpkg --configure -a`, or the
-// purge again) and requires the same host as the uninterrupted run.
-func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
-	debs := map[string]string{
-		"old": buildDeb(t, "VERSION=0.1.0", "TAGS=faultinject"),
-		"new": buildDeb(t, "TAGS=faultinject"),
-	}
+// faultHost is a fixture OSCAR host in its own chroot with both releases, built with
+// TAGS=faultinject so EMRKIT_FAULT=N makes emrkit SIGKILL itself at its N-th journal point.
+type faultHost struct {
+	*chroot
+	in map[string]string
+	// assertBaseline fails unless database, firewall and files equal the pre-install host.
+	assertBaseline func(when string)
+}
+
+func newFaultHost(t *testing.T, debs map[string]string) *faultHost {
 	c := newChroot(t)
 	c.oscarHost(chrootProps)
 	in := c.installDebs(debs)
 	baseUFW := c.mustRun("ufw", "status", "verbose")
 	baseDB := c.dbDump()
 	baseline := c.treeState()
-	assertBaseline := func(when string) {
+	return &faultHost{chroot: c, in: in, assertBaseline: func(when string) {
 		t.Helper()
 		if c.dbDump() != baseDB || c.mustRun("ufw", "status", "verbose") != baseUFW {
 			t.Fatalf("%s: database or firewall differ from the baseline", when)
 		}
 		assertOnlyBackupsLeft(t, diffStates(baseline, c.treeState()))
-	}
-	// points runs a dpkg command listing the fault points every emrkit process reaches.
-	points := func(argv ...string) int {
-		t.Helper()
-		out := c.mustRun(append([]string{"env", "EMRKIT_FAULT=list"}, argv...)...)
-		return strings.Count(out, "fault point ")
-	}
-	killAt := func(n int, argv ...string) {
-		t.Helper()
-		out, code := c.run(append([]string{"env", fmt.Sprintf("EMRKIT_FAULT=%d", n)}, argv...)...)
-		if code == 0 && !strings.Contains(out, "fault: SIGKILL") {
-			t.Fatalf("%v with EMRKIT_FAULT=%d was not killed:\n%s", argv, n, out)
-		}
-	}
+	}}
+}
 
-	// Reference states of the uninterrupted runs.
-	nInstall := points("dpkg", "-i", in["new"])
-	installed := c.hostState()
-	nPurge := points("dpkg", "--purge", "emrkit")
-	assertBaseline("uninterrupted purge")
-	c.mustRun("dpkg", "-i", in["old"])
-	old := c.hostState()
-	nUpgrade := points("dpkg", "-i", in["new"])
-	if got := c.hostState(); got != installed {
-		t.Fatalf("upgrade differs from a fresh install of the new release:\n%s", lineDiff(installed, got))
-	}
-	nDowngrade := points("dpkg", "-i", in["old"])
-	if got := c.hostState(); got != old {
-		t.Fatalf("downgrade differs from a fresh install of the old release:\n%s", lineDiff(old, got))
-	}
-	c.mustRun("dpkg", "--purge", "emrkit")
-	t.Logf("fault points: install %d, upgrade %d, downgrade %d, purge %d", nInstall, nUpgrade, nDowngrade, nPurge)
-	if nInstall < 10 || nUpgrade < 4 || nDowngrade < 4 || nPurge < 10 {
-		t.Fatal("too few fault points: is the package built with TAGS=faultinject?")
-	}
+// points runs a dpkg command listing the fault points every emrkit process reaches.
+func (h *faultHost) points(argv ...string) int {
+	h.t.Helper()
+	out := h.mustRun(append([]string{"env", "EMRKIT_FAULT=list"}, argv...)...)
+	return strings.Count(out, "fault point ")
+}
 
-	for n := 1; n <= nInstall; n++ {
-		killAt(n, "dpkg", "-i", in["new"])
-		c.mustRun("dpkg", "--configure", "-a")
-		if got := c.hostState(); got != installed {
-			t.Fatalf("install killed at point %d converged differently:\n%s", n, lineDiff(installed, got))
-		}
-		c.mustRun("dpkg", "--purge", "emrkit")
-		assertBaseline(fmt.Sprintf("purge after install killed at %d", n))
+func (h *faultHost) killAt(n int, argv ...string) {
+	h.t.Helper()
+	out, code := h.run(append([]string{"env", fmt.Sprintf("EMRKIT_FAULT=%d", n)}, argv...)...)
+	if code == 0 && !strings.Contains(out, "fault: SIGKILL") {
+		h.t.Fatalf("%v with EMRKIT_FAULT=%d was not killed:\n%s", argv, n, out)
 	}
-	for n := 1; n <= nUpgrade; n++ {
-		c.mustRun("dpkg", "-i", in["old"])
-		killAt(n, "dpkg", "-i", in["new"])
-		c.mustRun("dpkg", "--configure", "-a")
-		if got := c.hostState(); got != installed {
-			t.Fatalf("upgrade killed at point %d converged differently:\n%s", n, lineDiff(installed, got))
-		}
-		c.mustRun("dpkg", "--purge", "emrkit")
+}
+
+// TestSIGKILLAtEveryJournalPointUnderDpkg kills emrkit with SIGKILL at every journal point of
+// an install, an upgrade, a downgrade and a purge in turn, recovers the way an admin would
+// (`dpkg --configure -a`, or the purge again) and requires the same host as the
+// uninterrupted run. The four run in parallel, each in its own chroot.
+func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
+	debs := map[string]string{
+		"old": buildDeb(t, "VERSION=0.1.0", "TAGS=faultinject"),
+		"new": buildDeb(t, "TAGS=faultinject"),
 	}
-	for n := 1; n <= nDowngrade; n++ {
-		c.mustRun("dpkg", "-i", in["new"])
-		killAt(n, "dpkg", "-i", in["old"])
-		// dpkg may have gone on with the old release's scripts; either way, configure
-		// converges, and if the old release is not in place yet, installing it again does.
-		c.run("dpkg", "--configure", "-a")
-		if dpkgVersion(c) != "0.1.0-1 ii" {
-			c.mustRun("dpkg", "-i", in["old"])
+	t.Run("install", func(t *testing.T) {
+		t.Parallel()
+		h := newFaultHost(t, debs)
+		n := h.points("dpkg", "-i", h.in["new"])
+		want := h.hostState()
+		h.mustRun("dpkg", "--purge", "emrkit")
+		t.Logf("install: %d fault points", n)
+		for i := 1; i <= n; i++ {
+			h.killAt(i, "dpkg", "-i", h.in["new"])
+			h.mustRun("dpkg", "--configure", "-a")
+			if got := h.hostState(); got != want {
+				t.Fatalf("install killed at point %d converged differently:\n%s", i, lineDiff(want, got))
+			}
+			h.mustRun("dpkg", "--purge", "emrkit")
+			h.assertBaseline(fmt.Sprintf("purge after install killed at %d", i))
 		}
-		if got := c.hostState(); got != old {
-			t.Fatalf("downgrade killed at point %d converged differently:\n%s", n, lineDiff(old, got))
+	})
+	t.Run("upgrade", func(t *testing.T) {
+		t.Parallel()
+		h := newFaultHost(t, debs)
+		h.mustRun("dpkg", "-i", h.in["new"])
+		want := h.hostState() // a fresh install of the new release
+		h.mustRun("dpkg", "--purge", "emrkit")
+		h.mustRun("dpkg", "-i", h.in["old"])
+		n := h.points("dpkg", "-i", h.in["new"])
+		if got := h.hostState(); got != want {
+			t.Fatalf("upgrade differs from a fresh install of the new release:\n%s", lineDiff(want, got))
 		}
-		c.mustRun("dpkg", "--purge", "emrkit")
-	}
-	for n := 1; n <= nPurge; n++ {
-		c.mustRun("dpkg", "-i", in["new"])
-		killAt(n, "dpkg", "--purge", "emrkit")
-		c.mustRun("dpkg", "--purge", "emrkit")
-		assertBaseline(fmt.Sprintf("purge killed at point %d", n))
-	}
+		h.mustRun("dpkg", "--purge", "emrkit")
+		t.Logf("upgrade: %d fault points", n)
+		for i := 1; i <= n; i++ {
+			h.mustRun("dpkg", "-i", h.in["old"])
+			h.killAt(i, "dpkg", "-i", h.in["new"])
+			h.mustRun("dpkg", "--configure", "-a")
+			if got := h.hostState(); got != want {
+				t.Fatalf("upgrade killed at point %d converged differently:\n%s", i, lineDiff(want, got))
+			}
+			h.mustRun("dpkg", "--purge", "emrkit")
+		}
+	})
+	t.Run("downgrade", func(t *testing.T) {
+		t.Parallel()
+		h := newFaultHost(t, debs)
+		h.mustRun("dpkg", "-i", h.in["old"])
+		want := h.hostState() // a fresh install of the old release
+		h.mustRun("dpkg", "-i", h.in["new"])
+		n := h.points("dpkg", "-i", h.in["old"])
+		if got := h.hostState(); got != want {
+			t.Fatalf("downgrade differs from a fresh install of the old release:\n%s", lineDiff(want, got))
+		}
+		h.mustRun("dpkg", "--purge", "emrkit")
+		t.Logf("downgrade: %d fault points", n)
+		for i := 1; i <= n; i++ {
+			h.mustRun("dpkg", "-i", h.in["new"])
+			h.killAt(i, "dpkg", "-i", h.in["old"])
+			// dpkg may have gone on with the old release's scripts; either way, configure
+			// converges, and if the old release is not in place yet, installing it again does.
+			h.run("dpkg", "--configure", "-a")
+			if dpkgVersion(h.chroot) != "0.1.0-1 ii" {
+				h.mustRun("dpkg", "-i", h.in["old"])
+			}
+			if got := h.hostState(); got != want {
+				t.Fatalf("downgrade killed at point %d converged differently:\n%s", i, lineDiff(want, got))
+			}
+			h.mustRun("dpkg", "--purge", "emrkit")
+		}
+	})
+	t.Run("purge", func(t *testing.T) {
+		t.Parallel()
+		h := newFaultHost(t, debs)
+		h.mustRun("dpkg", "-i", h.in["new"])
+		n := h.points("dpkg", "--purge", "emrkit")
+		h.assertBaseline("uninterrupted purge")
+		t.Logf("purge: %d fault points", n)
+		for i := 1; i <= n; i++ {
+			h.mustRun("dpkg", "-i", h.in["new"])
+			h.killAt(i, "dpkg", "--purge", "emrkit")
+			h.mustRun("dpkg", "--purge", "emrkit")
+			h.assertBaseline(fmt.Sprintf("purge killed at point %d", i))
+		}
+	})
 }
 
 // lineDiff lists the lines only one of a and b has, for readable failures.
