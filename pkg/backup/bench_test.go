@@ -1,0 +1,101 @@
+package backup
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/internal/demofixture"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/pgp"
+)
+
+// benchRowsEnv sets the fixture size; `make bench` sets 1000000 (the same variable as
+// pkg/migrate's benchmarks). Unset, a small table keeps `go test -bench .` quick.
+const benchRowsEnv = "EMRKIT_BENCH_ROWS"
+
+// BenchmarkVersusGzip compares `emrkit backup --encrypt` (mariadb-dump, gzip and OpenPGP
+// in one stream) with `mariadb-dump | gzip > file` on the same database, interleaved in one
+// run. Metrics: seconds of each, MB of SQL per second, and emrkit's throughput as a fraction
+// of the pipeline's (the issue's target: at least 0.8). The unencrypted backup is timed too.
+func BenchmarkVersusGzip(b *testing.B) {
+	rows := 20_000
+	if s := os.Getenv(benchRowsEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a number of rows", benchRowsEnv, s)
+		}
+		rows = n
+	}
+	srv := mariadbtest.Start(b)
+	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
+	ctx := context.Background()
+	cfg := srv.CreateDatabase(b, "oscar_15")
+	if err := demofixture.Fill(ctx, srv.DB(b, "oscar_15"), rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	ks, err := pgp.GenerateKey("Bench <bench@example.org>", pgp.RSA3072)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyFile := filepath.Join(b.TempDir(), "export.pub.asc")
+	os.WriteFile(keyFile, ks.Public, 0o600)
+	recipients, err := ReadPublicKey(keyFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	defaults, cleanup, err := mariadb.DefaultsFile(dir, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cleanup()
+	pipeline := "mariadb-dump --defaults-extra-file=" + defaults + " --single-transaction --routines --triggers --events --hex-blob oscar_15 | gzip > " + filepath.Join(dir, "pipeline.sql.gz")
+
+	var pipeT, encT, plainT time.Duration
+	var sqlBytes int64
+	n := 0
+	for b.Loop() {
+		n++
+		start := time.Now()
+		if out, err := exec.Command("sh", "-c", "set -e; "+pipeline).CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v: %s", pipeline, err, out)
+		}
+		pipeT += time.Since(start)
+
+		start = time.Now()
+		sealed, err := Write(ctx, Options{Database: cfg, Dir: dir, Label: "bench", Recipients: recipients})
+		if err != nil {
+			b.Fatal(err)
+		}
+		encT += time.Since(start)
+		os.Remove(sealed)
+
+		start = time.Now()
+		plain, err := Write(ctx, Options{Database: cfg, Dir: dir, Label: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plainT += time.Since(start)
+		if sqlBytes == 0 {
+			if sqlBytes, err = Verify(plain, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		os.Remove(plain)
+	}
+	mb := float64(sqlBytes) / 1e6
+	per := func(d time.Duration) float64 { return d.Seconds() / float64(n) }
+	b.ReportMetric(per(pipeT), "gzip-pipeline-s")
+	b.ReportMetric(per(encT), "encrypted-s")
+	b.ReportMetric(per(plainT), "plain-s")
+	b.ReportMetric(mb/per(encT), "encrypted-MB/s")
+	b.ReportMetric(pipeT.Seconds()/encT.Seconds(), "throughput-vs-gzip")
+	b.Logf("%d rows, %.0f MB of SQL: mariadb-dump | gzip %.2fs (%.0f MB/s), backup --encrypt %.2fs (%.0f MB/s, %.2fx the pipeline's throughput), plain backup %.2fs",
+		rows, mb, per(pipeT), mb/per(pipeT), per(encT), mb/per(encT), pipeT.Seconds()/encT.Seconds(), per(plainT))
+}

@@ -1,0 +1,250 @@
+// Package backup is `emrkit backup [--encrypt]` and `emrkit restore FILE`: whole-database
+// backups of the EMR into paths.backup_dir (optionally OpenPGP-encrypted to the export key,
+// with retention), and their restore into the EMR database or another one.
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/spf13/cobra"
+
+	"github.com/emrkit/emrkit/pkg/backup"
+	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/pgp"
+)
+
+// Options are `emrkit backup`'s inputs.
+type Options struct {
+	F       *cmdutil.Factory
+	Encrypt bool
+	// Key is the public key to encrypt to; "" = the export key (pgp.public_key in public-key
+	// mode, the generated one in generate mode).
+	Key string
+	// Keep is how many backups of this kind retention keeps (0: all).
+	Keep   int
+	DryRun bool
+}
+
+// New returns the `backup` command.
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{F: f}
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Back up the EMR database into the backup directory",
+		Long: "Backup runs mariadb-dump --single-transaction (with routines, triggers and events) on the EMR\n" +
+			"database and writes it gzip-compressed, mode 0600, to paths.backup_dir as\n" +
+			"DATABASE-backup-TIME.sql.gz. With --encrypt the file is an OpenPGP message to the export key\n" +
+			"(.sql.gz.pgp; `gpg -d` or `emrkit pgp decrypt` open it), so a stolen backup disk reveals\n" +
+			"nothing. Afterwards only the newest --keep backups are kept; the backups emrkit takes before\n" +
+			"undoing a change are counted apart and never pruned by this. `emrkit restore FILE` restores.",
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.Config()
+			if err != nil {
+				return err
+			}
+			path, err := RunBackup(cmd.Context(), o, cfg)
+			if err != nil {
+				return err
+			}
+			if path != "" {
+				fmt.Fprintln(f.Out, path)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
+	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
+	cmd.Flags().IntVar(&o.Keep, "keep", backup.DefaultKeep, "keep the newest `N` backups, delete older ones (0 keeps all)")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "check the database and the key; write nothing")
+	return cmd
+}
+
+// RunBackup takes the backup and returns its path ("" in a dry run).
+func RunBackup(ctx context.Context, o *Options, cfg config.Config) (string, error) {
+	if o.Keep < 0 {
+		return "", cmdutil.Usage(fmt.Errorf("--keep %d: give 0 (keep all) or more", o.Keep))
+	}
+	if o.Key != "" && !o.Encrypt {
+		return "", cmdutil.Usage(errors.New("--key is the key to encrypt to: add --encrypt"))
+	}
+	var recipients openpgp.EntityList
+	if o.Encrypt {
+		path, err := exportKey(o, cfg)
+		if err != nil {
+			return "", err
+		}
+		if recipients, err = backup.ReadPublicKey(path); err != nil {
+			return "", err
+		}
+	}
+	if o.DryRun {
+		db, err := mariadb.Open(ctx, cfg.Database)
+		if err != nil {
+			return "", err
+		}
+		db.Close()
+		what := "backup"
+		if o.Encrypt {
+			what = "encrypted backup"
+		}
+		fmt.Fprintf(o.F.Out, "would write an %s of %s to %s (dry run: nothing written)\n", what, cfg.Database.Name, cfg.Paths.BackupDir)
+		return "", nil
+	}
+	return backup.Write(ctx, backup.Options{Database: cfg.Database, Dir: cfg.Paths.BackupDir, Label: backup.ManualLabel,
+		Recipients: recipients, Keep: o.Keep})
+}
+
+// exportKey is --key, else the export public key pgp.mode provides.
+func exportKey(o *Options, cfg config.Config) (string, error) {
+	if o.Key != "" {
+		return o.Key, nil
+	}
+	switch cfg.PGP.Mode {
+	case "public-key":
+		return cfg.PGP.PublicKey, nil
+	case "generate":
+		path := pgp.Paths(cfg, o.F.Host.PGP).PublicKey
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("--encrypt: the export key is not generated yet (%s is missing); run `emrkit apply` first, or give --key FILE", path)
+		}
+		return path, nil
+	}
+	return "", fmt.Errorf("--encrypt needs a public key and pgp.mode is %s (no export key); give --key FILE", cfg.PGP.Mode)
+}
+
+// RestoreOptions are `emrkit restore`'s inputs.
+type RestoreOptions struct {
+	F    *cmdutil.Factory
+	File string
+	// Database to restore into; "" = database.name.
+	Database string
+	// Key and PassphraseFile open an encrypted backup; "" = the generated export key emrkit
+	// keeps (generate mode), while it is still on the server.
+	Key, PassphraseFile string
+	Yes, DryRun         bool
+}
+
+// NewRestore returns the `restore` command.
+func NewRestore(f *cmdutil.Factory) *cobra.Command {
+	o := &RestoreOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Restore a backup into the EMR database, or into --database NAME",
+		Long: "Restore first reads the whole backup (decrypting it, checking its integrity and that the dump\n" +
+			"is complete), then asks for confirmation (--yes without a terminal), backs up the tables it is\n" +
+			"about to replace, and loads the dump with the mariadb client. Tables the backup holds are\n" +
+			"replaced; other tables of the database are left alone. --database restores into another\n" +
+			"database (created when missing), e.g. to look at last week's data beside today's.",
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.File = args[0]
+			cfg, err := f.Config()
+			if err != nil {
+				return err
+			}
+			return RunRestore(cmd.Context(), o, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&o.Database, "database", "", "restore into database `NAME` instead of database.name (created when missing)")
+	cmd.Flags().StringVar(&o.Key, "key", "", "private key `FILE` of an encrypted backup")
+	cmd.Flags().StringVar(&o.PassphraseFile, "passphrase-file", "", "the private key's passphrase, first line of `FILE`")
+	cmd.Flags().BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "verify the backup and say what would be restored; change nothing")
+	return cmd
+}
+
+// RunRestore verifies, confirms, backs up what it replaces, and restores.
+func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error {
+	target := o.Database
+	if target == "" {
+		target = cfg.Database.Name
+	}
+	if err := mariadb.ValidIdentifier(target); err != nil {
+		return cmdutil.Usage(fmt.Errorf("--database: %w", err))
+	}
+	if _, err := os.Stat(o.File); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	keys, err := restoreKeys(o, cfg)
+	if err != nil {
+		return err
+	}
+	size, err := backup.Verify(o.File, keys)
+	if err != nil {
+		return fmt.Errorf("restore: %w; nothing was restored", err)
+	}
+	fmt.Fprintf(o.F.Err, "%s is complete: %.1f MB of SQL\n", o.File, float64(size)/1e6)
+	exists, tables, err := backup.Exists(ctx, cfg.Database, target)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("restore %s into the new database %s", o.File, target)
+	if exists && tables > 0 {
+		what = fmt.Sprintf("restore %s into database %s (%d tables), replacing the tables the backup holds", o.File, target, tables)
+	}
+	if o.DryRun {
+		fmt.Fprintf(o.F.Out, "would %s (dry run: nothing changed)\n", what)
+		return nil
+	}
+	if err := o.F.Confirm(what, o.Yes); err != nil {
+		return err
+	}
+	if exists && tables > 0 {
+		db := cfg.Database
+		db.Name = target
+		path, err := backup.Dump(ctx, db, cfg.Paths.BackupDir, "before-restore")
+		if err != nil {
+			return fmt.Errorf("backup of %s before restoring over it: %w; nothing was restored", target, err)
+		}
+		fmt.Fprintf(o.F.Err, "backed up %s to %s\n", target, path)
+	}
+	if err := backup.Restore(ctx, backup.RestoreOptions{Database: cfg.Database, File: o.File, Target: target, Keys: keys, Verified: true}); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.F.Out, "restored %s into %s\n", o.File, target)
+	return nil
+}
+
+// restoreKeys unlocks the private key an encrypted backup needs: --key, or the generated
+// export key while emrkit still keeps it. A plain backup needs none.
+func restoreKeys(o *RestoreOptions, cfg config.Config) (openpgp.EntityList, error) {
+	encrypted, err := backup.Encrypted(o.File)
+	if err != nil {
+		return nil, err
+	}
+	if !encrypted {
+		return nil, nil
+	}
+	key, pass := o.Key, o.PassphraseFile
+	if key == "" && cfg.PGP.Mode == "generate" {
+		files := pgp.Paths(cfg, o.F.Host.PGP)
+		if _, err := os.Stat(files.PrivateKey); err == nil {
+			key = files.PrivateKey
+			if _, err := os.Stat(files.Passphrase); err == nil && pass == "" {
+				pass = files.Passphrase
+			}
+		}
+	}
+	if key == "" {
+		return nil, fmt.Errorf("restore: %w", backup.ErrNeedKey)
+	}
+	return backup.ReadPrivateKey(key, pass)
+}
+
+// usageArgs makes a wrong number of arguments a usage error (exit 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return cmdutil.Usage(err)
+		}
+		return nil
+	}
+}

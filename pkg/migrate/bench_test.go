@@ -1,0 +1,198 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/internal/demofixture"
+	"github.com/emrkit/emrkit/pkg/backup"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+// BenchRowsEnv sets the benchmarks' fixture size; `make bench` sets 1000000. Unset, they use
+// a small table so that `go test -bench .` stays quick on a shared machine.
+const BenchRowsEnv = "EMRKIT_BENCH_ROWS"
+
+func benchRows(b *testing.B) int {
+	s := os.Getenv(BenchRowsEnv)
+	if s == "" {
+		return 20_000
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a number of rows", BenchRowsEnv, s)
+	}
+	return n
+}
+
+// ServerForBench starts a private MariaDB sized like a clinic's server rather than a test's:
+// mariadbtest keeps the buffer pool (64 MB) and redo log (16 MB) small to start fast, which
+// would make a million-row table spill to disk. Both sides of every comparison run on it.
+func serverForBench(b *testing.B) (*mariadbtest.Server, *sql.DB) {
+	srv := mariadbtest.Start(b)
+	root := srv.DB(b, "")
+	for _, q := range []string{
+		"SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024",
+		"SET GLOBAL innodb_log_file_size = 256 * 1024 * 1024",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
+	return srv, root
+}
+
+// quiesce waits until InnoDB has written the copy's pages and purged its history, so that
+// the timed run does not pay for the copy made just before it. The page cleaner is lazy on
+// an idle server; flushing is forced while waiting, then set back.
+func quiesce(b *testing.B, root *sql.DB, db string) {
+	root.Exec("FLUSH TABLES `" + db + "`.`demographic` FOR EXPORT")
+	root.Exec("UNLOCK TABLES")
+	var pct float64
+	root.QueryRow("SELECT @@innodb_max_dirty_pages_pct").Scan(&pct)
+	root.Exec("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+	defer root.Exec("SET GLOBAL innodb_max_dirty_pages_pct = ?", pct)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var name string
+		var dirty, history int64
+		root.QueryRow("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'").Scan(&name, &dirty)
+		root.QueryRow("SHOW GLOBAL STATUS LIKE 'Innodb_history_list_length'").Scan(&name, &history)
+		if dirty < 200 && history < 100 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Logf("quiesce: InnoDB still busy after 30s; timing anyway")
+}
+
+// copyOf makes database name a copy of the fixture, ready to time.
+func copyOf(b *testing.B, srv *mariadbtest.Server, root *sql.DB, name string) config.Database {
+	root.Exec("DROP DATABASE IF EXISTS `" + name + "`")
+	cfg := srv.CreateDatabase(b, name)
+	if err := demofixture.Copy(context.Background(), root, "fixture", name); err != nil {
+		b.Fatal(err)
+	}
+	quiesce(b, root, name)
+	return cfg
+}
+
+// BenchmarkVersusSeed compares each migration's up and down with the seed's raw SQL, run
+// with the mariadb client on an identical copy of the same fixture, on one server in one
+// run. Each iteration times the seed, then up, then down, each on a fresh, settled copy.
+// Metrics: seconds per run of each, and the ratios the issue sets targets for (up at most
+// 1.3x the seed, down at most 1.5x). down-s is the restore; backup-s is the backup of the
+// table and undo table down takes first, reported apart (it is a mariadb-dump).
+func BenchmarkVersusSeed(b *testing.B) {
+	rows := benchRows(b)
+	srv, root := serverForBench(b)
+	fixture := srv.CreateDatabase(b, "fixture")
+	start := time.Now()
+	fdb, err := mariadb.Open(context.Background(), fixture)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := demofixture.Fill(context.Background(), fdb, rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	fdb.Close()
+	want := srv.Checksum(b, "fixture", "demographic")
+	b.Logf("fixture: %d rows in %v", rows, time.Since(start).Round(time.Millisecond))
+
+	for _, m := range All() {
+		b.Run(m.Name, func(b *testing.B) {
+			var seedT, upT, downT, backupT time.Duration
+			n := 0
+			for b.Loop() {
+				n++
+				seedCfg := copyOf(b, srv, root, "seed")
+				seedT += timeSeed(b, seedCfg, m.Seed)
+				root.Exec("DROP DATABASE `seed`")
+
+				cfg := copyOf(b, srv, root, "emr")
+				u, d, bk := timeUpDown(b, cfg, m.Name)
+				upT, downT, backupT = upT+u, downT+d, backupT+bk
+				if got := srv.Checksum(b, "emr", "demographic"); got != want {
+					b.Fatalf("after up and down the table's checksum is %s, the fixture's %s", got, want)
+				}
+				root.Exec("DROP DATABASE `emr`")
+			}
+			per := func(d time.Duration) float64 { return d.Seconds() / float64(n) }
+			b.ReportMetric(per(seedT), "seed-s")
+			b.ReportMetric(per(upT), "up-s")
+			b.ReportMetric(per(downT), "down-s")
+			b.ReportMetric(per(backupT), "backup-s")
+			b.ReportMetric(upT.Seconds()/seedT.Seconds(), "up/seed")
+			b.ReportMetric(downT.Seconds()/seedT.Seconds(), "down/seed")
+			b.Logf("%s on %d rows: seed %.2fs, up %.2fs (%.2fx), down %.2fs (%.2fx) + backup %.2fs",
+				m.Name, rows, per(seedT), per(upT), upT.Seconds()/seedT.Seconds(), per(downT), downT.Seconds()/seedT.Seconds(), per(backupT))
+		})
+	}
+}
+
+// timeSeed runs the seed's statements with the mariadb client, as the upgrade notes say.
+func timeSeed(b *testing.B, cfg config.Database, stmts []string) time.Duration {
+	defaults, cleanup, err := mariadb.DefaultsFile(b.TempDir(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cleanup()
+	cmd := exec.Command("mariadb", "--defaults-extra-file="+defaults, cfg.Name, "-e", strings.Join(stmts, ";\n")+";")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatalf("seed SQL: %v: %s", err, out)
+	}
+	return d
+}
+
+// timeUpDown runs up and down as `emrkit migrate` does (journaled runner, one connection,
+// default batch size) and returns their times and the backup's.
+func timeUpDown(b *testing.B, cfg config.Database, name string) (up, down, bk time.Duration) {
+	ctx := context.Background()
+	db, err := mariadb.Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	j, err := journal.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	backups := b.TempDir()
+	env := Env{DB: Static(db), Database: cfg.Name, Progress: io.Discard,
+		Backup: func(ctx context.Context, label string, tables ...string) (string, error) {
+			start := time.Now()
+			defer func() { bk += time.Since(start) }()
+			return backup.Dump(ctx, cfg, backups, label, tables...)
+		}}
+	s, err := NewStep(env, name, Since)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &step.Runner{Journal: j, Undoers: Undoers(env), Out: io.Discard, Origin: journal.OriginCommand}
+	start := time.Now()
+	if rep, err := r.Run(ctx, []step.Step{s}); err != nil || rep.Applied != 1 {
+		b.Fatalf("up: %+v %v", rep, err)
+	}
+	up = time.Since(start)
+	start = time.Now()
+	if rep, err := r.Revert(ctx, func(e journal.Entry) bool { return e.ID == s.ID() }); err != nil || rep.Undone != 1 {
+		b.Fatalf("down: %+v %v", rep, err)
+	}
+	down = time.Since(start) - bk
+	return up, down, bk
+}
