@@ -330,3 +330,15 @@ func snapshot(t *testing.T, dir string) string {
 	})
 	return b.String()
 }
+
+// TestUsageErrorsExit2: a missing or unknown subcommand is a usage error, never help with
+// exit 0 that a script would take for success.
+func TestUsageErrorsExit2(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	for _, args := range [][]string{{"bogus"}, {"2fa"}, {"2fa", "foo"}, {"firewall"}, {"pgp", "bogus"}, {"revert"}, {"apply", "--no-such-flag"}} {
+		r := run(t, bin, nil, args...)
+		if r.code != 2 || !oneLine.MatchString(r.stderr) {
+			t.Errorf("emrkit %v: exit %d, stderr %q; want 2 and one line", args, r.code, r.stderr)
+		}
+	}
+}

@@ -3,6 +3,9 @@
 package root
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
@@ -36,5 +39,26 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
 	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall),
 		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), maint.New(f))
+	requireSubcommand(cmd)
 	return cmd
+}
+
+// requireSubcommand makes a group command (2fa, firewall, pgp) without a known subcommand a
+// usage error (exit 2) instead of help with exit 0, which a script would take for success.
+func requireSubcommand(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if !c.HasSubCommands() || c.RunE != nil || c.Run != nil {
+			continue
+		}
+		c.Args = cobra.NoArgs
+		c.RunE = func(c *cobra.Command, _ []string) error {
+			var names []string
+			for _, sub := range c.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return cmdutil.Usage(fmt.Errorf("%s needs a subcommand: %s", c.CommandPath(), strings.Join(names, ", ")))
+		}
+	}
 }
