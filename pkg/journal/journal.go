@@ -193,3 +193,16 @@ func (j *Journal) Delete(id string) error {
 	next := slices.Delete(slices.Clone(j.entries), i, i+1)
 	return j.save(next)
 }
+
+// Decode unmarshals e's desired and before states, for undoers of every kind.
+func Decode[D, B any](e Entry) (D, B, error) {
+	var d D
+	var b B
+	if err := json.Unmarshal(e.Desired, &d); err != nil {
+		return d, b, fmt.Errorf("journal entry %s: desired state: %w", e.ID, err)
+	}
+	if err := json.Unmarshal(e.Before, &b); err != nil {
+		return d, b, fmt.Errorf("journal entry %s: before state: %w", e.ID, err)
+	}
+	return d, b, nil
+}

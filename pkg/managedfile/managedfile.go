@@ -112,15 +112,7 @@ func hash(b []byte) string {
 type Undoer struct{}
 
 func decode(e journal.Entry) (desired, before, error) {
-	var d desired
-	var b before
-	if err := json.Unmarshal(e.Desired, &d); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	if err := json.Unmarshal(e.Before, &b); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	return d, b, nil
+	return journal.Decode[desired, before](e)
 }
 
 func (Undoer) Undo(_ context.Context, e journal.Entry) (step.Outcome, string, error) {

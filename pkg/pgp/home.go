@@ -137,15 +137,7 @@ type HomeUndoer struct {
 }
 
 func decodeHome(e journal.Entry) (homeDesired, homeBefore, error) {
-	var d homeDesired
-	var b homeBefore
-	if err := json.Unmarshal(e.Desired, &d); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	if err := json.Unmarshal(e.Before, &b); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	return d, b, nil
+	return journal.Decode[homeDesired, homeBefore](e)
 }
 
 func (d homeDesired) gpg(path, conf string) GPG {

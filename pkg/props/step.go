@@ -102,15 +102,7 @@ func (k KeyStep) Apply(context.Context, json.RawMessage) error {
 type Undoer struct{}
 
 func decode(e journal.Entry) (desired, before, error) {
-	var d desired
-	var b before
-	if err := json.Unmarshal(e.Desired, &d); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: desired state: %w", e.ID, err)
-	}
-	if err := json.Unmarshal(e.Before, &b); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: before state: %w", e.ID, err)
-	}
-	return d, b, nil
+	return journal.Decode[desired, before](e)
 }
 
 // Undo puts back the line emrkit found, or removes the line it added, only while the key's

@@ -163,15 +163,7 @@ type UserUndoer struct {
 }
 
 func decodeUser(e journal.Entry) (userDesired, userState, error) {
-	var d userDesired
-	var b userState
-	if err := json.Unmarshal(e.Desired, &d); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	if err := json.Unmarshal(e.Before, &b); err != nil {
-		return d, b, fmt.Errorf("journal entry %s: %w", e.ID, err)
-	}
-	return d, b, nil
+	return journal.Decode[userDesired, userState](e)
 }
 
 func (u UserUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string, error) {
