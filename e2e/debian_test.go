@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ const preseed = `emrkit emrkit/totp-users string oscardoc, nurse
 emrkit emrkit/firewall boolean true
 emrkit emrkit/https-port string 8443
 emrkit emrkit/ssh-port string 2222
+emrkit emrkit/migrations multiselect middle-names, roster-enrolled-to
 `
 
 // installDebs copies packages into the chroot's /tmp and returns their paths there.
@@ -30,10 +32,12 @@ func (c *chroot) installDebs(debs map[string]string) map[string]string {
 	return in
 }
 
-// Generated per install: TOTP secrets and the export key's fingerprint.
+// Generated per install: TOTP secrets, the export key's fingerprint and the times in the
+// data migrations' progress rows.
 var (
-	secretRE      = regexp.MustCompile(`'[A-Z2-7]{32}'`)
-	fingerprintRE = regexp.MustCompile(`PGP_KEY=[0-9A-F]{40}`)
+	secretRE        = regexp.MustCompile(`'[A-Z2-7]{32}'`)
+	fingerprintRE   = regexp.MustCompile(`PGP_KEY=[0-9A-F]{40}`)
+	progressTimesRE = regexp.MustCompile("(?m)^(INSERT INTO `emrkit_migrations` VALUES .*),'[0-9: -]{19}','[0-9: -]{19}'\\);$")
 )
 
 // hostState is what a converged install looks like, with generated secrets masked.
@@ -51,7 +55,22 @@ func (c *chroot) hostState() string {
 	}
 	props = fingerprintRE.ReplaceAll(props, []byte("PGP_KEY=FINGERPRINT"))
 	return fmt.Sprintf("props:\n%s\ncron:\n%s\ndb:\n%s\nufw:\n%s\nstatus (exit %d):\n%s",
-		props, cronFile, secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), c.mustRun("ufw", "status", "verbose"), code, strings.Join(status, "\n"))
+		props, cronFile, progressTimesRE.ReplaceAllString(secretRE.ReplaceAllString(c.dbDump(), "'SECRET'"), "$1,'TIME','TIME');"),
+		c.mustRun("ufw", "status", "verbose"), code, strings.Join(status, "\n"))
+}
+
+// patients is the demographic table, for byte-for-byte comparison.
+func (c *chroot) patients() string {
+	c.t.Helper()
+	return c.mustRun("mariadb-dump", "--skip-dump-date", "--skip-comments", "--order-by-primary", "--skip-extended-insert", "--hex-blob", "oscar_15", "demographic")
+}
+
+// migrationWork counts the rows the data migrations would change: multi-word first names
+// with an empty middleNames, and rostered patients with an MRP but no roster_enrolled_to.
+func (c *chroot) migrationWork() string {
+	c.t.Helper()
+	return c.sql("SELECT SUM(TRIM(first_name) LIKE '% %' AND (middleNames IS NULL OR middleNames = '')), " +
+		"SUM(roster_status = 'RO' AND (roster_enrolled_to IS NULL OR roster_enrolled_to = '') AND provider_no <> '') FROM demographic")
 }
 
 func dpkgVersion(c *chroot) string {
@@ -70,11 +89,21 @@ func TestPreseedUpgradeDowngradeRemovePurge(t *testing.T) {
 	baseUFW := c.mustRun("ufw", "status", "verbose")
 	baseline := c.treeState()
 	baseDB := c.dbDump()
+	basePatients := c.patients()
+	if c.migrationWork() == "0\t0" {
+		t.Fatal("the fixture has nothing for the data migrations to do")
+	}
 
 	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte(preseed), 0o644))
 	c.mustRun("debconf-set-selections", "/tmp/preseed")
 	out := c.mustRun("dpkg", "-i", in["new"])
 	t.Logf("preseeded install:\n%s", out)
+	if got := c.migrationWork(); got != "0\t0" {
+		t.Fatalf("preseeded migrations left work undone (multi-word first names without middleNames, RO without roster_enrolled_to): %s", got)
+	}
+	if list := c.mustRun("emrkit", "migrate", "list"); strings.Count(list, "done, ") != 2 {
+		t.Fatalf("migrate list after install:\n%s", list)
+	}
 	if got := c.sql("SELECT user_name FROM security WHERE totp_enabled = 1 ORDER BY user_name"); got != "nurse\noscardoc" {
 		t.Fatalf("preseeded totp-users not enrolled: %q", got)
 	}
@@ -113,6 +142,16 @@ func TestPreseedUpgradeDowngradeRemovePurge(t *testing.T) {
 	}
 	if _, code := c.run("emrkit", "status"); code != 0 {
 		t.Fatal("status not clean after downgrade")
+	}
+	// The migrations are the newest release's: undone, after a backup, byte for byte.
+	if c.patients() != basePatients {
+		t.Fatal("downgrade did not restore the demographic table byte for byte")
+	}
+	if got := c.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='oscar_15' AND TABLE_NAME LIKE 'emrkit%'"); got != "0" {
+		t.Fatalf("downgrade left %s emrkit tables in the database", got)
+	}
+	if backups, _ := filepath.Glob(c.path("/var/backups/emrkit/oscar_15-before-downgrade-*.sql.gz")); len(backups) != 1 {
+		t.Fatalf("downgrade backups: %v", backups)
 	}
 	// Upgrade again: the firewall comes back, and the host is as after the first install.
 	c.mustRun("dpkg", "-i", in["new"])
@@ -189,6 +228,31 @@ func TestReconfigureConverges(t *testing.T) {
 	}
 	if out, code := c.run("emrkit", "pgp", "selftest"); code != 0 {
 		t.Fatalf("selftest after switching to symmetric: %d\n%s", code, out)
+	}
+	// A migration chosen later runs on reconfigure; dropped again, it is undone, except a row
+	// the clinic edited in between, which is kept and reported.
+	basePatients := c.patients()
+	row := c.sql("SELECT demographic_no, QUOTE(roster_enrolled_to) FROM demographic WHERE roster_status = 'RO' AND (roster_enrolled_to IS NULL OR roster_enrolled_to = '') AND provider_no <> '' ORDER BY demographic_no LIMIT 1")
+	id, was, _ := strings.Cut(row, "\t")
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/migrations multiselect roster-enrolled-to\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	if out := c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit"); !strings.Contains(out, "roster-enrolled-to: changed ") {
+		t.Fatalf("reconfigure with a migration did not run it:\n%s", out)
+	}
+	c.sql("UPDATE demographic SET roster_enrolled_to = '777' WHERE demographic_no = " + id)
+	must(t, os.WriteFile(c.path("/tmp/answers"), []byte("emrkit emrkit/migrations multiselect \n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/answers")
+	out = c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit")
+	t.Logf("reconfigure without the migration:\n%s", out)
+	if !strings.Contains(out, "kept 1 rows edited or deleted since the migration (demographic_no "+id+")") || !strings.Contains(out, "undone 0, kept 1, unchanged") {
+		t.Fatalf("undo did not report the edited row %s:\n%s", id, out)
+	}
+	if got := c.sql("SELECT roster_enrolled_to FROM demographic WHERE demographic_no = " + id); got != "777" {
+		t.Fatalf("undo overwrote the clinic's edit: %q", got)
+	}
+	c.sql("UPDATE demographic SET roster_enrolled_to = " + was + " WHERE demographic_no = " + id)
+	if c.patients() != basePatients {
+		t.Fatal("undo did not restore every other row byte for byte")
 	}
 	// A hand edit of the config file survives the next configure and is fed back to debconf.
 	cfgPath := c.path("/etc/emrkit/emrkit.yaml")

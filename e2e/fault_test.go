@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -19,6 +20,7 @@ func newFaultHost(t *testing.T, debs map[string]string) *faultHost {
 	c := newChroot(t)
 	c.oscarHost(chrootProps)
 	in := c.installDebs(debs)
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte("emrkit emrkit/migrations multiselect middle-names, roster-enrolled-to\n"), 0o644))
 	baseUFW := c.mustRun("ufw", "status", "verbose")
 	baseDB := c.dbDump()
 	baseline := c.treeState()
@@ -29,6 +31,12 @@ func newFaultHost(t *testing.T, debs map[string]string) *faultHost {
 		}
 		assertOnlyBackupsLeft(t, diffStates(baseline, c.treeState()))
 	}}
+}
+
+// install is the command installing release name with the data migrations chosen: the
+// answer is given again each time, as a purge forgets it.
+func (h *faultHost) install(name string) []string {
+	return []string{"sh", "-c", "debconf-set-selections /tmp/preseed && exec dpkg -i " + h.in[name]}
 }
 
 // points runs a dpkg command listing the fault points every emrkit process reaches.
@@ -58,12 +66,12 @@ func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
 	t.Run("install", func(t *testing.T) {
 		t.Parallel()
 		h := newFaultHost(t, debs)
-		n := h.points("dpkg", "-i", h.in["new"])
+		n := h.points(h.install("new")...)
 		want := h.hostState()
 		h.mustRun("dpkg", "--purge", "emrkit")
 		t.Logf("install: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.killAt(i, "dpkg", "-i", h.in["new"])
+			h.killAt(i, h.install("new")...)
 			h.mustRun("dpkg", "--configure", "-a")
 			if got := h.hostState(); got != want {
 				t.Fatalf("install killed at point %d converged differently:\n%s", i, lineDiff(want, got))
@@ -75,19 +83,19 @@ func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
 	t.Run("upgrade", func(t *testing.T) {
 		t.Parallel()
 		h := newFaultHost(t, debs)
-		h.mustRun("dpkg", "-i", h.in["new"])
+		h.mustRun(h.install("new")...)
 		want := h.hostState() // a fresh install of the new release
 		h.mustRun("dpkg", "--purge", "emrkit")
-		h.mustRun("dpkg", "-i", h.in["old"])
-		n := h.points("dpkg", "-i", h.in["new"])
+		h.mustRun(h.install("old")...)
+		n := h.points(h.install("new")...)
 		if got := h.hostState(); got != want {
 			t.Fatalf("upgrade differs from a fresh install of the new release:\n%s", lineDiff(want, got))
 		}
 		h.mustRun("dpkg", "--purge", "emrkit")
 		t.Logf("upgrade: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.mustRun("dpkg", "-i", h.in["old"])
-			h.killAt(i, "dpkg", "-i", h.in["new"])
+			h.mustRun(h.install("old")...)
+			h.killAt(i, h.install("new")...)
 			h.mustRun("dpkg", "--configure", "-a")
 			if got := h.hostState(); got != want {
 				t.Fatalf("upgrade killed at point %d converged differently:\n%s", i, lineDiff(want, got))
@@ -98,23 +106,23 @@ func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
 	t.Run("downgrade", func(t *testing.T) {
 		t.Parallel()
 		h := newFaultHost(t, debs)
-		h.mustRun("dpkg", "-i", h.in["old"])
+		h.mustRun(h.install("old")...)
 		want := h.hostState() // a fresh install of the old release
-		h.mustRun("dpkg", "-i", h.in["new"])
-		n := h.points("dpkg", "-i", h.in["old"])
+		h.mustRun(h.install("new")...)
+		n := h.points(h.install("old")...)
 		if got := h.hostState(); got != want {
 			t.Fatalf("downgrade differs from a fresh install of the old release:\n%s", lineDiff(want, got))
 		}
 		h.mustRun("dpkg", "--purge", "emrkit")
 		t.Logf("downgrade: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.mustRun("dpkg", "-i", h.in["new"])
-			h.killAt(i, "dpkg", "-i", h.in["old"])
+			h.mustRun(h.install("new")...)
+			h.killAt(i, h.install("old")...)
 			// dpkg may have gone on with the old release's scripts; either way, configure
 			// converges, and if the old release is not in place yet, installing it again does.
 			h.run("dpkg", "--configure", "-a")
 			if dpkgVersion(h.chroot) != "0.1.0-1 ii" {
-				h.mustRun("dpkg", "-i", h.in["old"])
+				h.mustRun(h.install("old")...)
 			}
 			if got := h.hostState(); got != want {
 				t.Fatalf("downgrade killed at point %d converged differently:\n%s", i, lineDiff(want, got))
@@ -125,12 +133,12 @@ func TestSIGKILLAtEveryJournalPointUnderDpkg(t *testing.T) {
 	t.Run("purge", func(t *testing.T) {
 		t.Parallel()
 		h := newFaultHost(t, debs)
-		h.mustRun("dpkg", "-i", h.in["new"])
+		h.mustRun(h.install("new")...)
 		n := h.points("dpkg", "--purge", "emrkit")
 		h.assertBaseline("uninterrupted purge")
 		t.Logf("purge: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.mustRun("dpkg", "-i", h.in["new"])
+			h.mustRun(h.install("new")...)
 			h.killAt(i, "dpkg", "--purge", "emrkit")
 			h.mustRun("dpkg", "--purge", "emrkit")
 			h.assertBaseline(fmt.Sprintf("purge killed at point %d", i))

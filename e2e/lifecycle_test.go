@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrkit/emrkit/internal/demofixture"
 	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
 )
@@ -52,14 +53,19 @@ install -d -o mysql -g mysql /run/mysqld
 for i in $(seq 200); do mariadb -e 'SELECT 1' >/dev/null 2>&1 && exit 0; sleep 0.1; done
 cat /var/log/mariadbd-test.log; exit 1`
 
+// demographicRows is the size of the chroot host's patient table: enough of every shape the
+// data migrations handle, small enough to dump on every comparison.
+const demographicRows = 3000
+
 // oscarHost makes the chroot a fixture OSCAR host: MariaDB with an oscar_15 database
-// (security, SecurityArchive, users), Tomcat 9's user and oscar.properties where Tomcat 9's
-// OSCAR keeps it.
+// (security, SecurityArchive, users, and a demographic table of fixture patients), Tomcat 9's
+// user and oscar.properties where Tomcat 9's OSCAR keeps it.
 func (c *chroot) oscarHost(props string) {
 	c.t.Helper()
 	c.mustRun("sh", "-c", startMariaDB)
 	c.mustRun("useradd", "--system", "--home-dir", "/var/lib/tomcat9", "--create-home", "--shell", "/usr/sbin/nologin", "tomcat")
-	must(c.t, os.WriteFile(c.path("/tmp/oscar.sql"), []byte(oscarfixture.SQL(false)), 0o644))
+	sqlText := oscarfixture.SQL(false) + strings.Join(demofixture.Statements(demographicRows, 7), ";\n") + ";\n"
+	must(c.t, os.WriteFile(c.path("/tmp/oscar.sql"), []byte(sqlText), 0o644))
 	c.mustRun("sh", "-c", "mariadb -e 'CREATE DATABASE oscar_15' && mariadb oscar_15 </tmp/oscar.sql")
 	p := c.path("/usr/share/tomcat9/oscar.properties")
 	must(c.t, os.MkdirAll(filepath.Dir(p), 0o755))

@@ -160,17 +160,23 @@ const Columns = "`demographic_no`, `title`, `last_name`, `first_name`, `middleNa
 // chunk bounds one INSERT: large enough to be fast, small enough to keep undo logs modest.
 const chunk = 100_000
 
-// Fill creates `demographic` in db's current database and inserts rows rows generated from
-// seed, with demographic_no 1..rows.
-func Fill(ctx context.Context, db *sql.DB, rows int, seed int64) error {
-	if _, err := db.ExecContext(ctx, CreateTable); err != nil {
-		return fmt.Errorf("demofixture: create table: %w", err)
-	}
+// Statements are the SQL that creates `demographic` in the current database and inserts
+// rows rows generated from seed, with demographic_no 1..rows: for a server reached only
+// through the mariadb client (the chroot tests' fixture host).
+func Statements(rows int, seed int64) []string {
+	out := []string{CreateTable}
 	for lo := 1; lo <= rows; lo += chunk {
 		hi := min(lo+chunk-1, rows)
-		q := "INSERT INTO `demographic` (" + Columns + ") " + selectRows(seed, lo, hi)
+		out = append(out, "INSERT INTO `demographic` ("+Columns+") "+selectRows(seed, lo, hi))
+	}
+	return out
+}
+
+// Fill runs Statements(rows, seed) on db.
+func Fill(ctx context.Context, db *sql.DB, rows int, seed int64) error {
+	for _, q := range Statements(rows, seed) {
 		if _, err := db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("demofixture: insert rows %d-%d: %w", lo, hi, err)
+			return fmt.Errorf("demofixture: fill %d rows: %w", rows, err)
 		}
 	}
 	return nil

@@ -50,9 +50,6 @@ const (
 // ManualLabel labels the backups `emrkit backup` takes.
 const ManualLabel = "backup"
 
-// DefaultKeep is how many manual backups retention keeps when the configuration says nothing.
-const DefaultKeep = 7
-
 // Level is the gzip level: Go's level 5 compresses a mariadb-dump as small as `gzip -6`
 // (measured: 58.2 MB against gzip -6's 58.6 MB for 242 MB of SQL) at about 1.5 times its
 // speed; Go's level 6 is slower than gzip -6.
@@ -79,6 +76,14 @@ type Options struct {
 	Keep int
 	// Now is the clock for the file name (nil: time.Now).
 	Now func() time.Time
+}
+
+// Before returns Dump bound to cfg's database and backup dir: the backup the undo of a
+// database change takes first, wherever that undo runs (plan, command, maintainer script).
+func Before(cfg config.Config) func(ctx context.Context, label string, tables ...string) (string, error) {
+	return func(ctx context.Context, label string, tables ...string) (string, error) {
+		return Dump(ctx, cfg.Database, cfg.Paths.BackupDir, label, tables...)
+	}
 }
 
 // Dump writes an unencrypted backup of db (or only tables) to dir and returns its path; it is

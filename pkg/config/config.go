@@ -35,6 +35,27 @@ type Config struct {
 	// Migrations are OSCAR data migrations to run on apply (emrkit/migrations).
 	Migrations []string `yaml:"migrations"`
 	Paths      Paths    `yaml:"paths"`
+	// Backup is written only when set: the package rewrites this file on every configure, and
+	// an older release's strict loader, run after a downgrade, must not meet a key it lacks.
+	Backup Backup `yaml:"backup,omitempty"`
+}
+
+// Backup is the retention of `emrkit backup`.
+type Backup struct {
+	// Keep is how many manual backups to keep, newest first (0 keeps all); unset means
+	// DefaultKeep. The backups emrkit takes before undoing a change are never pruned.
+	Keep *int `yaml:"keep,omitempty"`
+}
+
+// DefaultKeep is backup.keep when the file does not set it.
+const DefaultKeep = 7
+
+// KeepBackups is backup.keep, or DefaultKeep when unset.
+func (b Backup) KeepBackups() int {
+	if b.Keep == nil {
+		return DefaultKeep
+	}
+	return *b.Keep
 }
 
 // KnownMigrations are the names `migrations` accepts.
@@ -260,6 +281,12 @@ func (c Config) Validate() error {
 		func() error { return abs("paths.state_dir", c.Paths.StateDir, false) },
 		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
 		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
+		func() error {
+			if n := c.Backup.KeepBackups(); n < 0 {
+				return fmt.Errorf("backup.keep: %d is not a number of backups (0 keeps all)", n)
+			}
+			return nil
+		},
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

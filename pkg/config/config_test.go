@@ -57,6 +57,7 @@ func TestValidationNamesKeyAndFix(t *testing.T) {
 		"pgp: {mode: public-key}":               `pgp.public_key: required when pgp.mode is public-key`,
 		"paths: {state_dir: relative}":          `paths.state_dir: "relative" must be an absolute path`,
 		"firewal: {}":                           `field firewal not found`,
+		"backup: {keep: -1}":                    `backup.keep: -1 is not a number of backups (0 keeps all)`,
 	}
 	for in, want := range cases {
 		p := filepath.Join(t.TempDir(), "c.yaml")
@@ -80,5 +81,39 @@ func TestWriteRefusesInvalid(t *testing.T) {
 	}
 	if _, err := os.Stat(p); err == nil {
 		t.Fatal("file created for invalid config")
+	}
+}
+
+// TestBackupKeepOnlyWrittenWhenSet: the package rewrites the file on every configure, and an
+// older release's strict loader must not meet backup.keep after a downgrade unless an admin
+// set it.
+func TestBackupKeepOnlyWrittenWhenSet(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := Write(p, Default()); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	if strings.Contains(string(data), "\nbackup:") {
+		t.Fatalf("default config writes backup:\n%s", data)
+	}
+	if got := Default().Backup.KeepBackups(); got != DefaultKeep {
+		t.Fatalf("unset keep = %d, want %d", got, DefaultKeep)
+	}
+	for in, want := range map[string]int{"backup: {keep: 0}": 0, "backup: {keep: 3}": 3, "backup: {}": DefaultKeep} {
+		os.WriteFile(p, []byte(in), 0o600)
+		c, err := Load(p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Backup.KeepBackups(); got != want {
+			t.Errorf("%s: keep %d, want %d", in, got, want)
+		}
+		if err := Write(p, c); err != nil {
+			t.Fatal(err)
+		}
+		again, err := Load(p, true)
+		if err != nil || again.Backup.KeepBackups() != want {
+			t.Errorf("%s: round trip keep %d (%v), want %d", in, again.Backup.KeepBackups(), err, want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/firewall"
 	"github.com/emrkit/emrkit/pkg/managedfile"
+	"github.com/emrkit/emrkit/pkg/migrate"
 	"github.com/emrkit/emrkit/pkg/pgp"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -74,8 +75,9 @@ type item struct {
 	build func(e env) ([]step.Step, error)
 }
 
-// catalogue lists every step emrkit knows, in run order. OSCAR's TOTP switch comes last: it
-// must not be on before the schema and the enrolments it relies on.
+// catalogue lists every step emrkit knows, in run order. OSCAR's TOTP switch comes after
+// the schema and the enrolments it relies on. Data migrations come last: they may run for
+// minutes, and one that stops on bad data must not leave the clinic without its firewall.
 var catalogue = []item{
 	{since: "0.1.0", build: twofaSchema},
 	{since: "0.1.0", build: twofaUsers},
@@ -83,6 +85,7 @@ var catalogue = []item{
 	{since: "0.1.0", build: totpSwitch},
 	{since: firewall.Since, build: firewallRules},
 	{since: pgp.Since, build: pgpExports},
+	{since: migrate.Since, build: migrations},
 }
 
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
@@ -116,13 +119,28 @@ func undoers(e env) step.Registry {
 		props.Kind:       props.Undoer{},
 		managedfile.Kind: managedfile.Undoer{},
 		twofa.ColumnsKind: twofa.ColumnsUndoer{DB: e.db, Backup: func(ctx context.Context, table string) (string, error) {
-			return backup.Dump(ctx, e.cfg.Database, e.cfg.Paths.BackupDir, "before-undo-"+table, table)
+			return backup.Before(e.cfg)(ctx, "before-undo-"+table, table)
 		}},
 		twofa.UserKind: twofa.UserUndoer{DB: e.db, URIs: e.uris},
 	}
 	maps.Copy(r, firewall.Undoers(e.host.Firewall))
 	maps.Copy(r, pgp.Undoers(e.host.PGP))
+	maps.Copy(r, migrate.Undoers(migrateEnv(e)))
 	return r
+}
+
+// migrateEnv is the data migrations' environment: the shared connection (a database that is
+// not there defers them), progress on stderr, and a backup before any undo.
+func migrateEnv(e env) migrate.Env {
+	return migrate.Env{DB: e.db, Database: e.cfg.Database.Name, Progress: os.Stderr, Backup: backup.Before(e.cfg)}
+}
+
+// migrations runs the OSCAR data migrations named in config.Migrations (emrkit/migrations).
+func migrations(e env) ([]step.Step, error) {
+	if !oscar(e) {
+		return nil, nil
+	}
+	return migrate.Steps(migrateEnv(e), e.cfg.Migrations, e.since)
 }
 
 // firewallRules: deny incoming but SSH and the EMR's HTTPS port, enabled last.

@@ -93,7 +93,9 @@ func TestOpenEMRProfileHasNoOSCARSteps(t *testing.T) {
 }
 
 func TestEveryKindHasAnUndoer(t *testing.T) {
-	p, err := New(testConfig(t), DefaultHost(), "999")
+	cfg := testConfig(t)
+	cfg.Migrations = config.KnownMigrations
+	p, err := New(cfg, DefaultHost(), "999")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +103,31 @@ func TestEveryKindHasAnUndoer(t *testing.T) {
 		if _, ok := p.Undoers[s.Kind()]; !ok {
 			t.Errorf("kind %s has no undoer", s.Kind())
 		}
+	}
+}
+
+// TestMigrationsRunLastFromTheirRelease: data migrations are planned from release 0.4.0, in
+// catalogue order whatever the configured order, after every security step.
+func TestMigrationsRunLastFromTheirRelease(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Migrations = []string{"roster-enrolled-to", "middle-names"}
+	if steps := build(t, cfg, DefaultHost(), "0.3.0"); len(steps) != 5 {
+		t.Fatalf("0.3.0 plans %d steps, want the 5 of 2FA", len(steps))
+	}
+	steps := build(t, cfg, DefaultHost(), "0.4.0")
+	var kinds []string
+	for _, s := range steps {
+		kinds = append(kinds, s.Kind())
+	}
+	want := []string{"twofa.columns", "twofa.columns", "twofa.user", "file", "props.key", "migrate.middle-names", "migrate.roster-enrolled-to"}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("order %v", kinds)
+	}
+	if got := steps[5].Target(); got != "oscar_15.demographic" {
+		t.Fatalf("target %s", got)
+	}
+	cfg.Migrations = []string{"drop-everything"}
+	if _, err := New(cfg, DefaultHost(), "0.4.0"); err == nil {
+		t.Fatal("unknown migration planned")
 	}
 }

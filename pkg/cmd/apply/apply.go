@@ -83,12 +83,16 @@ func notices(f *cmdutil.Factory, cfg config.Config) {
 // Summarize prints the one-line outcome of a run.
 func Summarize(f *cmdutil.Factory, rep step.Report, planned int, dry bool) {
 	switch {
-	case !rep.Changed() && rep.Deferred == 0:
+	case !rep.Changed() && rep.Kept == 0 && rep.Deferred == 0:
 		fmt.Fprintf(f.Out, "nothing to change: %d of %d steps already in place\n", rep.Unchanged, planned)
 	case dry:
 		fmt.Fprintf(f.Out, "dry run: %d to apply, %d to undo, %d unchanged; nothing was changed\n", rep.Applied+rep.Finished, rep.Undone, rep.Unchanged)
 	default:
-		fmt.Fprintf(f.Out, "applied %d, finished %d, undone %d, unchanged %d\n", rep.Applied, rep.Finished, rep.Undone, rep.Unchanged)
+		kept := ""
+		if rep.Kept > 0 { // undone except what was changed since emrkit wrote it (listed above)
+			kept = fmt.Sprintf(", kept %d", rep.Kept)
+		}
+		fmt.Fprintf(f.Out, "applied %d, finished %d, undone %d%s, unchanged %d\n", rep.Applied, rep.Finished, rep.Undone, kept, rep.Unchanged)
 	}
 	if rep.Deferred > 0 {
 		fmt.Fprintf(f.Err, "NOTE: %d step(s) deferred until the EMR is installed; `emrkit status` lists them, `emrkit apply` finishes them\n", rep.Deferred)

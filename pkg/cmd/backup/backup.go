@@ -50,6 +50,9 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("keep") {
+				o.Keep = cfg.Backup.KeepBackups()
+			}
 			path, err := RunBackup(cmd.Context(), o, cfg)
 			if err != nil {
 				return err
@@ -62,7 +65,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
-	cmd.Flags().IntVar(&o.Keep, "keep", backup.DefaultKeep, "keep the newest `N` backups, delete older ones (0 keeps all)")
+	cmd.Flags().IntVar(&o.Keep, "keep", config.DefaultKeep, "keep the newest `N` backups, delete older ones (0 keeps all; default: backup.keep)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "check the database and the key; write nothing")
 	return cmd
 }

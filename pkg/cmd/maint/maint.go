@@ -26,6 +26,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/maint"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/migrate"
 )
 
 // BinaryCopy is the name of the binary copy kept in the state dir, which postrm purge runs
@@ -152,7 +153,8 @@ func backupBefore(ctx context.Context, f *cmdutil.Factory, cfg config.Config, la
 		return err
 	}
 	touchesDB := slices.ContainsFunc(entries, func(e journal.Entry) bool {
-		return match(e) && (e.State == journal.Done || e.State == journal.Pending) && strings.HasPrefix(e.Kind, "twofa.")
+		return match(e) && (e.State == journal.Done || e.State == journal.Pending) &&
+			(strings.HasPrefix(e.Kind, "twofa.") || strings.HasPrefix(e.Kind, migrate.KindPrefix))
 	})
 	if !touchesDB {
 		return nil

@@ -117,15 +117,7 @@ func check(o *Options, cfg config.Config) (migrate.Migration, error) {
 func env(o *Options, cfg config.Config, db migrate.Opener) migrate.Env {
 	return migrate.Env{
 		DB: db, Database: cfg.Database.Name, Progress: o.F.Err, Interactive: isTerminal(o.F.Err),
-		BatchSize: o.BatchSize, Backup: BackupFunc(cfg),
-	}
-}
-
-// BackupFunc is the backup every migration undo takes first: the tables it is about to
-// change, under paths.backup_dir. The plan's undoers should use the same.
-func BackupFunc(cfg config.Config) migrate.BackupFunc {
-	return func(ctx context.Context, label string, tables ...string) (string, error) {
-		return backup.Dump(ctx, cfg.Database, cfg.Paths.BackupDir, label, tables...)
+		BatchSize: o.BatchSize, Backup: backup.Before(cfg),
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
+	cmdbackup "github.com/emrkit/emrkit/pkg/cmd/backup"
 	"github.com/emrkit/emrkit/pkg/cmd/firewall"
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
+	cmdmigrate "github.com/emrkit/emrkit/pkg/cmd/migrate"
 	cmdpgp "github.com/emrkit/emrkit/pkg/cmd/pgp"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmd/status"
@@ -38,7 +40,8 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.PersistentFlags().StringVar(&f.ConfigPath, "config", config.DefaultPath, "configuration `FILE`")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
 	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall),
-		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), maint.New(f))
+		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), cmdmigrate.New(f), cmdbackup.New(f), cmdbackup.NewRestore(f),
+		maint.New(f))
 	requireSubcommand(cmd)
 	return cmd
 }
