@@ -112,7 +112,7 @@ func BenchmarkVersusSeed(b *testing.B) {
 
 	for _, m := range All() {
 		b.Run(m.Name, func(b *testing.B) {
-			var seedT, upT, downT, backupT time.Duration
+			var seedT, upT, downT, backupT, up1T time.Duration
 			n := 0
 			for b.Loop() {
 				n++
@@ -121,12 +121,17 @@ func BenchmarkVersusSeed(b *testing.B) {
 				root.Exec("DROP DATABASE `seed`")
 
 				cfg := copyOf(b, srv, root, "emr")
-				u, d, bk := timeUpDown(b, cfg, m.Name)
+				u, d, bk := timeUpDown(b, cfg, m.Name, 0)
 				upT, downT, backupT = upT+u, downT+d, backupT+bk
 				if got := srv.Checksum(b, "emr", "demographic"); got != want {
 					b.Fatalf("after up and down the table's checksum is %s, the fixture's %s", got, want)
 				}
 				root.Exec("DROP DATABASE `emr`")
+
+				cfg = copyOf(b, srv, root, "emr1") // the same with one worker, for comparison
+				u, _, _ = timeUpDown(b, cfg, m.Name, 1)
+				up1T += u
+				root.Exec("DROP DATABASE `emr1`")
 			}
 			per := func(d time.Duration) float64 { return d.Seconds() / float64(n) }
 			b.ReportMetric(per(seedT), "seed-s")
@@ -134,9 +139,11 @@ func BenchmarkVersusSeed(b *testing.B) {
 			b.ReportMetric(per(downT), "down-s")
 			b.ReportMetric(per(backupT), "backup-s")
 			b.ReportMetric(upT.Seconds()/seedT.Seconds(), "up/seed")
+			b.ReportMetric(up1T.Seconds()/seedT.Seconds(), "up1/seed")
 			b.ReportMetric(downT.Seconds()/seedT.Seconds(), "down/seed")
-			b.Logf("%s on %d rows: seed %.2fs, up %.2fs (%.2fx), down %.2fs (%.2fx) + backup %.2fs",
-				m.Name, rows, per(seedT), per(upT), upT.Seconds()/seedT.Seconds(), per(downT), downT.Seconds()/seedT.Seconds(), per(backupT))
+			b.Logf("%s on %d rows: seed %.2fs, up %.2fs (%.2fx; one worker %.2fs, %.2fx), down %.2fs (%.2fx) + backup %.2fs",
+				m.Name, rows, per(seedT), per(upT), upT.Seconds()/seedT.Seconds(), per(up1T), up1T.Seconds()/seedT.Seconds(),
+				per(downT), downT.Seconds()/seedT.Seconds(), per(backupT))
 		})
 	}
 }
@@ -158,9 +165,9 @@ func timeSeed(b *testing.B, cfg config.Database, stmts []string) time.Duration {
 	return d
 }
 
-// timeUpDown runs up and down as `emrkit migrate` does (journaled runner, one connection,
-// default batch size) and returns their times and the backup's.
-func timeUpDown(b *testing.B, cfg config.Database, name string) (up, down, bk time.Duration) {
+// timeUpDown runs up and down as `emrkit migrate` does (journaled runner, default batch size,
+// workers connections for up: 0 is the default) and returns their times and the backup's.
+func timeUpDown(b *testing.B, cfg config.Database, name string, workers int) (up, down, bk time.Duration) {
 	ctx := context.Background()
 	db, err := mariadb.Open(ctx, cfg)
 	if err != nil {
@@ -173,7 +180,7 @@ func timeUpDown(b *testing.B, cfg config.Database, name string) (up, down, bk ti
 	}
 	defer j.Close()
 	backups := b.TempDir()
-	env := Env{DB: Static(db), Database: cfg.Name, Progress: io.Discard,
+	env := Env{DB: Static(db), Database: cfg.Name, Progress: io.Discard, Workers: workers,
 		Backup: func(ctx context.Context, label string, tables ...string) (string, error) {
 			start := time.Now()
 			defer func() { bk += time.Since(start) }()

@@ -23,29 +23,33 @@
 //
 // created with CREATE TABLE ... SELECT from the migrated columns, so its columns have exactly
 // the types, character sets and collations of the originals. A second table,
-// emrkit_migrations (name PK, state, last_key, high_key, counts, backup file), holds each
-// migration's progress; it is dropped with its last row.
+// emrkit_migrations ((name, segment) PK, state, last_key, high_key, counts, backup file),
+// holds each migration's progress in its segment-0 row, and while up runs one row per worker
+// segment; it is dropped with its last row.
 //
 // # A batch
 //
-// Up walks the primary key in batches of BatchSize rows (the upper key of each batch is found
-// with a LIMIT/OFFSET probe on the primary key, so gaps in the key cost nothing), up to
-// high_key, the last key when it started: patients OSCAR 19 registers while it runs were
-// typed the new way ("Mary Ann" may be a first name) and are not touched. Each batch is one
-// short transaction:
+// Up splits the primary key range, up to high_key (the last key when it started: patients
+// OSCAR 19 registers while it runs were typed the new way — "Mary Ann" may be a first name —
+// and are not touched), into Workers contiguous segments (DefaultWorkers, 2), each walked by a
+// connection of its own and recorded in its own progress row. A segment is walked in batches
+// of BatchSize rows (the upper key of each batch is found with a LIMIT/OFFSET probe on the
+// primary key, so gaps in the key cost nothing). Each batch is one short transaction:
 //
 //	INSERT INTO undo SELECT key, old values, new values FROM demographic
 //	       WHERE key IN (lo, hi] AND <condition> AND <new differs from old, byte for byte>;
 //	UPDATE demographic JOIN undo USING (key) SET columns = new values WHERE key IN (lo, hi];
-//	UPDATE emrkit_migrations SET last_key = hi, changed = changed + n;
+//	UPDATE emrkit_migrations SET last_key = hi, changed = changed + n WHERE <this segment>;
 //	COMMIT
 //
 // The INSERT ... SELECT holds shared locks on the batch's rows until the commit, so what is
 // recorded is what is written; nothing is computed twice. Only rows whose value actually
 // changes are recorded (compared as BINARY: OSCAR's PAD SPACE collations consider 'Mary ' and
 // 'Mary' equal, which would hide a trim). A batch commits whole or not at all, so a crash (or
-// kill -9) never leaves a changed row without its undo record, and the re-run continues after
-// last_key: the final table is the one an uninterrupted run makes. Locks last one batch.
+// kill -9) never leaves a changed row without its undo record, and the re-run continues each
+// segment after its last_key: the final table is the one an uninterrupted run makes. When one
+// segment fails, the others stop after their current batch. The segments' rows fold into the
+// migration's row, in one transaction, when the last one is done. Locks last one batch.
 // Deadlocks and lock-wait timeouts against OSCAR's own writes retry the batch.
 //
 // The session runs in strict SQL mode: a value that does not fit its column is an error
@@ -68,15 +72,17 @@
 // # Cost
 //
 // BenchmarkVersusSeed (a million fixture rows, `make bench`) times each migration against
-// the seed's raw SQL run with the mariadb client on an identical copy. Measured on 2 shared
-// cores: middle-names up 1.01x the seed's three UPDATEs (one scan instead of three), down
-// 0.87x; roster-enrolled-to up 1.8x the seed's single UPDATE, down 0.96x. The seed's roster
-// UPDATE is one cheap pass that rewrites a third of the rows; recording each of those rows'
-// undo data in the same transaction is a second pass over them, which costs about 40% of the
-// seed's statement by itself (measured batch by batch, interleaved), plus per-batch commits.
-// A per-batch JSON blob instead of an undo row per change was measured too: 8% faster, not
-// worth losing a typed, inspectable undo table. The backup down takes first (a mariadb-dump of
-// the table and the undo table) is extra and reported apart.
+// the seed's raw SQL run with the mariadb client on an identical copy, in one run on one
+// server. Measured on 2 shared cores (2026-11-23): middle-names up 0.58x the seed's three
+// UPDATEs (one scan instead of three), down 0.70x; roster-enrolled-to up 0.91x the seed's
+// single UPDATE, down 0.61x. With one worker roster-enrolled-to up is 1.39x: the seed's UPDATE
+// is one cheap pass that rewrites a third of the rows, and recording each of those rows'
+// undo data in the same transaction is a second pass over them (about 40% of the seed's
+// statement by itself, measured batch by batch), plus per-batch commits; the second worker
+// overlaps one segment's commits and scans with the other's. A per-batch JSON blob instead of
+// an undo row per change was measured too: 8% faster, not worth losing a typed, inspectable
+// undo table. The backup down takes first (a mariadb-dump of the table and the undo table,
+// about 9 s for a million rows) is extra and reported apart.
 //
 // # Who owns a migration
 //

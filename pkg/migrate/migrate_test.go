@@ -287,39 +287,52 @@ func TestDownKeepsRowsEditedSince(t *testing.T) {
 // a clear error; every row changed before is recorded and down restores the original.
 func TestFailedBatchLeavesEverythingRecorded(t *testing.T) {
 	srv := mariadbtest.Start(t)
-	emr := newFixture(t, srv, "emr", "", fixtureRows)
-	var bad int64
-	emr.db.QueryRow("SELECT MIN(demographic_no) FROM demographic WHERE demographic_no > 6000 AND roster_status = 'RO' AND roster_enrolled_to IS NULL").Scan(&bad)
-	if _, err := emr.db.Exec("UPDATE demographic SET provider_no = 'provider-with-a-long-id-42' WHERE demographic_no = ?", bad); err != nil {
-		t.Fatal(err)
-	}
-	before := emr.dump()
-	ref := newFixture(t, srv, "ref", "emr", 0)
 	root := srv.DB(t, "")
 	root.Exec("SET GLOBAL sql_mode = ''") // as many OSCAR installs run
 	t.Cleanup(func() { root.Exec("SET GLOBAL sql_mode = DEFAULT") })
+	// One worker stops at the bad batch; with two, the other segment (keys up to 5000) stops
+	// after its current batch, and each segment resumes where it stopped.
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			emr := newFixture(t, srv, fmt.Sprintf("emr%d", workers), "", fixtureRows)
+			var bad int64
+			emr.db.QueryRow("SELECT MIN(demographic_no) FROM demographic WHERE demographic_no > 6000 AND roster_status = 'RO' AND roster_enrolled_to IS NULL").Scan(&bad)
+			if _, err := emr.db.Exec("UPDATE demographic SET provider_no = 'provider-with-a-long-id-42' WHERE demographic_no = ?", bad); err != nil {
+				t.Fatal(err)
+			}
+			before := emr.dump()
+			ref := newFixture(t, srv, fmt.Sprintf("ref%d", workers), emr.name, 0)
 
-	env := emr.env()
-	env.BatchSize = 1000
-	_, err := emr.up(env, "roster-enrolled-to")
-	if err == nil || !strings.Contains(err.Error(), "migration roster-enrolled-to stopped at demographic_no 6001..7000") ||
-		!strings.Contains(err.Error(), "Data too long for column") || !strings.Contains(err.Error(), "run `emrkit migrate up roster-enrolled-to` to continue") {
-		t.Fatalf("got %v", err)
-	}
-	e, _ := emr.j.Get("migrate.roster-enrolled-to:emr.demographic")
-	if e.State != journal.Pending {
-		t.Fatalf("journal entry should stay pending: %+v", e)
-	}
-	st, _, _ := ReadState(context.Background(), emr.db, "roster-enrolled-to")
-	if st.State != stateRunning || st.LastKey != 6000 {
-		t.Fatalf("progress: %+v", st)
-	}
-	assertRecorded(t, emr, ref.db, "roster-enrolled-to")
-	if _, err := emr.down(env, "roster-enrolled-to"); err != nil {
-		t.Fatal(err)
-	}
-	if emr.dump() != before {
-		t.Fatal("down after a failed up did not restore the original")
+			env := emr.env()
+			env.BatchSize, env.Workers = 1000, workers
+			_, err := emr.up(env, "roster-enrolled-to")
+			if err == nil || !strings.Contains(err.Error(), "migration roster-enrolled-to stopped at demographic_no 6001..7000") ||
+				!strings.Contains(err.Error(), "Data too long for column") || !strings.Contains(err.Error(), "run `emrkit migrate up roster-enrolled-to` to continue") {
+				t.Fatalf("got %v", err)
+			}
+			e, _ := emr.j.Get("migrate.roster-enrolled-to:" + emr.name + ".demographic")
+			if e.State != journal.Pending {
+				t.Fatalf("journal entry should stay pending: %+v", e)
+			}
+			st, _, _ := ReadState(context.Background(), emr.db, "roster-enrolled-to")
+			var seg2 int64
+			emr.db.QueryRow("SELECT COALESCE(MAX(last_key), 0) FROM " + ProgressTable + " WHERE segment = 2").Scan(&seg2)
+			switch {
+			case st.State != stateRunning:
+				t.Fatalf("progress: %+v", st)
+			case workers == 1 && st.LastKey != 6000:
+				t.Fatalf("progress: %+v", st)
+			case workers == 2 && (st.LastKey > 5000 || seg2 != 6000):
+				t.Fatalf("progress: %+v, segment 2 at %d", st, seg2)
+			}
+			assertRecorded(t, emr, ref.db, "roster-enrolled-to")
+			if _, err := emr.down(env, "roster-enrolled-to"); err != nil {
+				t.Fatal(err)
+			}
+			if emr.dump() != before {
+				t.Fatal("down after a failed up did not restore the original")
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -18,6 +19,12 @@ import (
 // per-batch overhead stays a few percent of the work, small enough that the row locks a
 // batch holds last tens of milliseconds.
 const DefaultBatchSize = 10000
+
+// DefaultWorkers is how many connections up runs batches on at once, each walking its own
+// contiguous segment of the key range. Two keep a second core busy while one batch waits for
+// its commit to reach the disk (measured on 2 cores: a million rows in 0.6 times one worker's
+// time); more buy little there and load a clinic's live server for nothing.
+const DefaultWorkers = 2
 
 // sessionMode makes a value that does not fit its column an error instead of a truncation,
 // whatever the server's global sql_mode (OSCAR installs often run with an empty sql_mode).
@@ -30,9 +37,12 @@ const (
 	stateUndoing = "undoing" // down is under way (or was interrupted)
 )
 
-// createProgress creates the progress table (see the package doc).
+// createProgress creates the progress table (see the package doc). Segment 0 is a
+// migration's own row; up's workers each keep their segment's progress in rows 1..n while
+// it runs.
 const createProgress = "CREATE TABLE IF NOT EXISTS `" + ProgressTable + "` (" +
-	"`name` VARCHAR(64) NOT NULL PRIMARY KEY," +
+	"`name` VARCHAR(64) NOT NULL," +
+	"`segment` INT NOT NULL DEFAULT 0," +
 	"`state` VARCHAR(16) NOT NULL," +
 	"`undo_table` VARCHAR(64) NOT NULL," +
 	"`last_key` BIGINT NOT NULL," +
@@ -44,15 +54,19 @@ const createProgress = "CREATE TABLE IF NOT EXISTS `" + ProgressTable + "` (" +
 	"`report` TEXT NOT NULL," +
 	"`backup` VARCHAR(4096) NOT NULL DEFAULT ''," +
 	"`started` DATETIME NOT NULL," +
-	"`updated` DATETIME NOT NULL" +
+	"`updated` DATETIME NOT NULL," +
+	"PRIMARY KEY (`name`, `segment`)" +
 	") ENGINE=InnoDB COMMENT='emrkit: progress of data migrations (emrkit migrate list)'"
+
+// mainRow selects a migration's own progress row.
+const mainRow = " WHERE `name` = ? AND `segment` = 0"
 
 // State is a migration's row in the progress table.
 type State struct {
 	Name      string    `json:"name"`
 	State     string    `json:"state"` // running, done or undoing
 	UndoTable string    `json:"undo_table"`
-	LastKey   int64     `json:"last_key"` // the last primary key up (or down) has finished
+	LastKey   int64     `json:"last_key"` // every key up to it is done (up: in every segment) or undone
 	HighKey   int64     `json:"high_key"` // the last key when up started: rows added later are not migrated
 	Changed   int64     `json:"changed"`  // rows up changed (rows in the undo table)
 	Restored  int64     `json:"restored"` // rows down restored so far
@@ -73,13 +87,25 @@ func ReadState(ctx context.Context, db querier, name string) (st State, ok bool,
 		return State{}, false, err
 	}
 	err = db.QueryRowContext(ctx, "SELECT `name`, `state`, `undo_table`, `last_key`, `high_key`, `changed`, `restored`, `kept`, `kept_sample`, `report`, `backup`, UNIX_TIMESTAMP(`started`), UNIX_TIMESTAMP(`updated`) FROM `"+
-		ProgressTable+"` WHERE `name` = ?", name).
+		ProgressTable+"`"+mainRow, name).
 		Scan(&st.Name, &st.State, &st.UndoTable, &st.LastKey, &st.HighKey, &st.Changed, &st.Restored, &st.Kept, &st.keptKeys, &st.Report, &st.Backup, &started, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return State{}, false, nil
 	}
 	if err != nil {
 		return State{}, false, fmt.Errorf("read progress of %s: %w", name, err)
+	}
+	if st.State == stateRunning {
+		// The workers' rows hold what is done so far.
+		var n, changed int64
+		var last sql.NullInt64
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*), MIN(`last_key`), COALESCE(SUM(`changed`), 0) FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0", name).
+			Scan(&n, &last, &changed); err != nil {
+			return State{}, false, fmt.Errorf("read progress of %s: %w", name, err)
+		}
+		if n > 0 {
+			st.LastKey, st.Changed = last.Int64, st.Changed+changed
+		}
 	}
 	return st, true, nil
 }
@@ -149,6 +175,7 @@ type engine struct {
 	conn     *sql.Conn
 	database string
 	batch    int
+	workers  int // up's connections at once
 	meter    func(label string, total int64) *Meter
 	out      io.Writer
 	// afterBatch runs inside each batch's transaction, before the commit (tests slow it down
@@ -340,13 +367,16 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		if _, err := e.conn.ExecContext(ctx, "INSERT INTO `"+ProgressTable+"` (`name`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
-			m.Name, stateRunning, undo, start, high); err != nil {
+		if err := e.begin(ctx, start, high); err != nil {
 			return Result{}, fmt.Errorf("record progress of %s: %w", m.Name, err)
 		}
 		st = State{Name: m.Name, State: stateRunning, UndoTable: undo, LastKey: start, HighKey: high}
 	default:
 		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, group(st.Changed))
+	}
+	segs, err := e.segments(ctx, st)
+	if err != nil {
+		return Result{}, err
 	}
 
 	// The total (for progress) and the notes each take a scan of the table; they run on
@@ -358,30 +388,163 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		if fresh {
 			return e.countAll(ctx, m.Table)
 		}
-		return e.count(ctx, e.db, m.Table, st.LastKey, st.HighKey)
+		var left int64
+		for _, sg := range segs {
+			n, err := e.count(ctx, e.db, m.Table, sg.last, sg.high)
+			if err != nil {
+				return nil, err
+			}
+			left += n
+		}
+		return left, nil
 	})
 	notesc := e.async(bg, e.notes)
 	meter := e.meter(m.Name, -1)
-	record, apply := m.sqlRecord(undo), m.sqlApply(undo)
-	last, changed := st.LastKey, st.Changed
-	for {
+	if err := e.walkAll(ctx, segs, st.Changed, meter, totalc); err != nil {
+		return Result{}, err
+	}
+	meter.Finish()
+	nr := <-notesc
+	if nr.err != nil {
+		return Result{}, nr.err
+	}
+	report, _ := nr.v.([]string)
+	changed, err := e.finishUp(ctx, strings.Join(report, "\n"))
+	if err != nil {
+		return Result{}, fmt.Errorf("record %s as done: %w", m.Name, err)
+	}
+	return Result{Changed: changed, Report: report}, nil
+}
+
+// segment is one worker's share of up's key range: keys in (last, high].
+type segment struct {
+	id         int
+	last, high int64
+}
+
+// begin records a fresh run in one transaction: the migration's row, and one row per
+// segment splitting (start, high] into equal key ranges, one per worker (fewer when the table
+// is small).
+func (e *engine) begin(ctx context.Context, start, high int64) error {
+	n := int64(max(1, min(e.workers, int((high-start)/int64(e.batch)))))
+	tx, err := e.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	insert := "INSERT INTO `" + ProgressTable + "` (`name`, `segment`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, ?, ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())"
+	if _, err := tx.ExecContext(ctx, insert, e.m.Name, 0, stateRunning, e.m.UndoTable(), start, high); err != nil {
+		return err
+	}
+	for i := int64(1); i <= n; i++ {
+		lo, hi := start+(high-start)*(i-1)/n, start+(high-start)*i/n
+		if _, err := tx.ExecContext(ctx, insert, e.m.Name, i, "segment", e.m.UndoTable(), lo, hi); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// segments returns the segments with keys left to do. A running migration without segment
+// rows (its row was made by an interrupted down's bookkeeping) gets one for what is left.
+func (e *engine) segments(ctx context.Context, st State) ([]segment, error) {
+	rows, err := e.conn.QueryContext(ctx, "SELECT `segment`, `last_key`, `high_key` FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0 ORDER BY `segment`", e.m.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read progress of %s: %w", e.m.Name, err)
+	}
+	defer rows.Close()
+	var out []segment
+	found := false
+	for rows.Next() {
+		var sg segment
+		if err := rows.Scan(&sg.id, &sg.last, &sg.high); err != nil {
+			return nil, err
+		}
+		if sg.last < sg.high {
+			out = append(out, sg)
+		}
+		found = true
+	}
+	if err := rows.Err(); err != nil || found || st.LastKey >= st.HighKey {
+		return out, err
+	}
+	sg := segment{id: 1, last: st.LastKey, high: st.HighKey}
+	_, err = e.conn.ExecContext(ctx, "INSERT INTO `"+ProgressTable+"` (`name`, `segment`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, 'segment', ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
+		e.m.Name, sg.id, e.m.UndoTable(), sg.last, sg.high)
+	return []segment{sg}, err
+}
+
+// walkAll runs each segment on a connection of its own and returns once all are done or
+// one failed (the others stop after their current batch). Every batch commits with its
+// segment's progress, so whatever was committed is recorded and a re-run resumes each
+// segment where it stopped.
+func (e *engine) walkAll(ctx context.Context, segs []segment, changedBefore int64, meter *Meter, totalc <-chan result) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var changed atomic.Int64
+	changed.Store(changedBefore)
+	rowsc := make(chan int64)
+	errc := make(chan error, len(segs))
+	for _, sg := range segs {
+		go func() {
+			errc <- e.walk(ctx, sg, &changed, rowsc)
+		}()
+	}
+	var first error
+	for running := len(segs); running > 0; {
 		select {
 		case r := <-totalc:
 			if r.err == nil { // without a total, progress shows rows done only
 				meter.SetTotal(r.v.(int64))
 			}
 			totalc = nil
-		default:
+		case n := <-rowsc:
+			meter.Add(n)
+		case err := <-errc:
+			running--
+			if err != nil && first == nil {
+				first = err
+				cancel()
+			}
 		}
-		hi, full, more, err := e.bound(ctx, m.Table, last, st.HighKey)
+	}
+	if first != nil {
+		return e.batchErr(first, changed.Load())
+	}
+	if totalc != nil {
+		if r := <-totalc; r.err == nil {
+			meter.SetTotal(r.v.(int64))
+		}
+	}
+	return nil
+}
+
+// walk runs sg's batches on a connection of its own, sending each full batch's row count to
+// rowsc (the last, partial batch is counted by the meter's Finish).
+func (e *engine) walk(ctx context.Context, sg segment, changed *atomic.Int64, rowsc chan<- int64) error {
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	w := *e
+	w.conn = conn
+	if err := w.session(ctx); err != nil {
+		return err
+	}
+	m, undo := e.m, e.m.UndoTable()
+	record, apply := m.sqlRecord(undo), m.sqlApply(undo)
+	last := sg.last
+	for {
+		hi, full, more, err := w.bound(ctx, m.Table, last, sg.high)
 		if err != nil {
-			return Result{}, e.batchErr(last, 0, changed, err)
+			return &batchError{lo: last, err: err}
 		}
 		if !more {
-			break
+			return nil
 		}
 		var n int64
-		err = e.inTx(ctx, func(tx *sql.Tx) error {
+		err = w.inTx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, record, last, hi)
 			if err != nil {
 				return err
@@ -394,39 +557,67 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 					return err
 				}
 			}
-			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `changed` = `changed` + ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ?", hi, n, m.Name)
+			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `changed` = `changed` + ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ? AND `segment` = ?", hi, n, m.Name, sg.id)
 			return err
 		})
 		if err != nil {
-			return Result{}, e.batchErr(last, hi, changed, err)
+			return &batchError{lo: last, hi: hi, err: err}
 		}
-		last, changed = hi, changed+n
+		changed.Add(n)
+		last = hi
 		if full {
-			meter.Add(int64(e.batch))
-		} // the last, partial batch: Finish counts the rest
-	}
-	if totalc != nil {
-		if r := <-totalc; r.err == nil {
-			meter.SetTotal(r.v.(int64))
+			select {
+			case rowsc <- int64(e.batch):
+			case <-ctx.Done(): // another segment failed, or the run was cancelled
+				return &batchError{lo: last, err: ctx.Err()}
+			}
 		}
 	}
-	meter.Finish()
-	nr := <-notesc
-	if nr.err != nil {
-		return Result{}, nr.err
-	}
-	report, _ := nr.v.([]string)
-	if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `report` = ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ?",
-		stateDone, strings.Join(report, "\n"), m.Name); err != nil {
-		return Result{}, fmt.Errorf("record %s as done: %w", m.Name, err)
-	}
-	return Result{Changed: changed, Report: report}, nil
 }
 
-func (e *engine) batchErr(last, hi, changed int64, err error) error {
-	where := fmt.Sprintf("after %s %d", e.m.Key, last)
-	if hi != 0 {
-		where = fmt.Sprintf("%s %d..%d", e.m.Key, last+1, hi)
+// finishUp marks the migration done in one transaction: the segments' counts move into its
+// row and the segment rows go. It returns the rows changed in all runs.
+func (e *engine) finishUp(ctx context.Context, report string) (int64, error) {
+	tx, err := e.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var seg, own int64
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(SUM(`changed`), 0) FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0 FOR UPDATE", e.m.Name).Scan(&seg); err != nil {
+		return 0, err
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT `changed` FROM `"+ProgressTable+"`"+mainRow+" FOR UPDATE", e.m.Name).Scan(&own); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `changed` = ?, `last_key` = `high_key`, `report` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
+		stateDone, own+seg, report, e.m.Name); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0", e.m.Name); err != nil {
+		return 0, err
+	}
+	return own + seg, tx.Commit()
+}
+
+// batchError is where a segment stopped: after key lo, in the batch up to hi (0: finding it).
+type batchError struct {
+	lo, hi int64
+	err    error
+}
+
+func (b *batchError) Error() string { return b.err.Error() }
+func (b *batchError) Unwrap() error { return b.err }
+
+func (e *engine) batchErr(err error, changed int64) error {
+	where := "while starting"
+	var b *batchError
+	if errors.As(err, &b) {
+		err = b.err
+		where = fmt.Sprintf("after %s %d", e.m.Key, b.lo)
+		if b.hi != 0 {
+			where = fmt.Sprintf("%s %d..%d", e.m.Key, b.lo+1, b.hi)
+		}
 	}
 	return fmt.Errorf("migration %s stopped at %s: %w; the %d rows changed before are recorded in %s: run `emrkit migrate up %s` to continue or `emrkit migrate down %s` to undo them",
 		e.m.Name, where, err, changed, e.m.UndoTable(), e.m.Name, e.m.Name)
@@ -542,7 +733,7 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		}
 		st.Backup = file
 	}
-	if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `last_key` = ?, `restored` = ?, `kept` = ?, `kept_sample` = ?, `backup` = ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ?",
+	if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `last_key` = ?, `restored` = ?, `kept` = ?, `kept_sample` = ?, `backup` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
 		stateUndoing, st.LastKey, st.Restored, st.Kept, st.keptKeys, st.Backup, m.Name); err != nil {
 		return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
 	}
@@ -588,7 +779,7 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 				}
 			}
 			sample := addSample(st.keptKeys, keptKeys)
-			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `restored` = `restored` + ?, `kept` = `kept` + ?, `kept_sample` = ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ?",
+			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `restored` = `restored` + ?, `kept` = `kept` + ?, `kept_sample` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
 				hi, restored, len(keptKeys), sample, m.Name)
 			return err
 		})

@@ -38,6 +38,8 @@ type Env struct {
 	Interactive bool
 	// BatchSize is the rows per transaction (0: DefaultBatchSize).
 	BatchSize int
+	// Workers is how many connections up runs batches on at once (0: DefaultWorkers).
+	Workers int
 	// Backup dumps the tables an undo is about to change; undo refuses to run without it.
 	Backup BackupFunc
 
@@ -65,7 +67,11 @@ func (env Env) engine(ctx context.Context, m Migration) (*engine, func(), error)
 	if batch <= 0 {
 		batch = DefaultBatchSize
 	}
-	e := &engine{m: m, db: db, conn: conn, database: env.Database, batch: batch, out: env.out(), afterBatch: env.afterBatch,
+	workers := env.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	e := &engine{m: m, db: db, conn: conn, database: env.Database, batch: batch, workers: workers, out: env.out(), afterBatch: env.afterBatch,
 		meter: func(label string, total int64) *Meter { return NewMeter(env.out(), env.Interactive, label, total) }}
 	return e, func() { conn.Close() }, nil
 }

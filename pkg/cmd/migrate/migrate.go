@@ -55,6 +55,8 @@ type Options struct {
 	DryRun bool
 	// BatchSize is rows per transaction (0: migrate.DefaultBatchSize).
 	BatchSize int
+	// Workers is how many connections up runs batches on at once (0: migrate.DefaultWorkers).
+	Workers int
 }
 
 func newUp(f *cmdutil.Factory) *cobra.Command {
@@ -74,6 +76,7 @@ func newUp(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "count the rows it would change; change nothing")
 	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
+	cmd.Flags().IntVar(&o.Workers, "workers", 0, fmt.Sprintf("connections running batches at once, each on its own key range (default %d)", migrate.DefaultWorkers))
 	return cmd
 }
 
@@ -109,6 +112,9 @@ func check(o *Options, cfg config.Config) (migrate.Migration, error) {
 	if o.BatchSize < 0 {
 		return m, cmdutil.Usage(fmt.Errorf("--batch %d: give a positive number of rows", o.BatchSize))
 	}
+	if o.Workers < 0 || o.Workers > 16 {
+		return m, cmdutil.Usage(fmt.Errorf("--workers %d: give 1 to 16 connections", o.Workers))
+	}
 	return m, nil
 }
 
@@ -117,7 +123,7 @@ func check(o *Options, cfg config.Config) (migrate.Migration, error) {
 func env(o *Options, cfg config.Config, db migrate.Opener) migrate.Env {
 	return migrate.Env{
 		DB: db, Database: cfg.Database.Name, Progress: o.F.Err, Interactive: isTerminal(o.F.Err),
-		BatchSize: o.BatchSize, Backup: backup.Before(cfg),
+		BatchSize: o.BatchSize, Workers: o.Workers, Backup: backup.Before(cfg),
 	}
 }
 
