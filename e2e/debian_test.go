@@ -119,6 +119,23 @@ func TestPreseedUpgradeDowngradeRemovePurge(t *testing.T) {
 	if !strings.Contains(installed, "status (exit 0)") {
 		t.Fatalf("status not clean after install:\n%s", installed)
 	}
+	// The installed commands back up, encrypted to the generated export key, and restore
+	// into a scratch database with identical checksums.
+	file := strings.TrimSpace(c.mustRun("emrkit", "backup", "--encrypt"))
+	if !strings.HasPrefix(file, "/var/backups/emrkit/oscar_15-backup-") || !strings.HasSuffix(file, ".sql.gz.pgp") {
+		t.Fatalf("backup printed %q", file)
+	}
+	c.mustRun("emrkit", "restore", "--yes", "--database", "scratch", file)
+	sums := c.sql("CHECKSUM TABLE oscar_15.demographic, scratch.demographic, oscar_15.security, scratch.security")
+	var got []string
+	for _, l := range strings.Split(sums, "\n") {
+		got = append(got, strings.Fields(l)[1])
+	}
+	if len(got) != 4 || got[0] != got[1] || got[2] != got[3] {
+		t.Fatalf("restored checksums differ:\n%s", sums)
+	}
+	c.sql("DROP DATABASE scratch")
+
 	// dpkg --configure -a has nothing to do; re-running postinst changes nothing.
 	c.mustRun("dpkg", "--configure", "-a")
 	if out := c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit"); !strings.Contains(out, "nothing to change") {

@@ -264,7 +264,7 @@ func assertOnlyBackupsLeft(t *testing.T, diffs []string) {
 	t.Helper()
 	var other []string
 	for _, d := range diffs {
-		if d == "added /var/backups/emrkit" || strings.HasPrefix(d, "added /var/backups/emrkit/") && strings.HasSuffix(d, ".sql.gz") {
+		if d == "added /var/backups/emrkit" || strings.HasPrefix(d, "added /var/backups/emrkit/") && (strings.HasSuffix(d, ".sql.gz") || strings.HasSuffix(d, ".sql.gz.pgp")) {
 			continue
 		}
 		other = append(other, d)
