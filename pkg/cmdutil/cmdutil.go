@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/plan"
@@ -40,6 +42,17 @@ type Factory struct {
 // Config loads and validates the configuration.
 func (f *Factory) Config() (config.Config, error) {
 	return config.Load(f.ConfigPath, f.ConfigSet)
+}
+
+// WithConfig is a command's RunE that loads the configuration first and hands it to run.
+func (f *Factory) WithConfig(run func(cmd *cobra.Command, args []string, cfg config.Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := f.Config()
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cfg)
+	}
 }
 
 // Confirm asks a yes/no question on a terminal. yes (--yes) answers it in advance; without a

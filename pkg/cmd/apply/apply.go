@@ -30,11 +30,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"what differs, recording the change and its undo data in the journal. Steps whose EMR is not\n" +
 			"installed yet are deferred (exit 3) and finished by a later apply.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			rep, err := Run(cmd.Context(), o, cfg)
 			if err != nil {
 				return err
@@ -43,7 +39,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 				return cmdutil.Problem()
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "show what would change, change nothing")
 	return cmd

@@ -45,11 +45,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"nothing. Afterwards only the newest --keep backups are kept; the backups emrkit takes before\n" +
 			"undoing a change are counted apart and never pruned by this. `emrkit restore FILE` restores.",
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			if !cmd.Flags().Changed("keep") {
 				o.Keep = cfg.Backup.KeepBackups()
 			}
@@ -61,7 +57,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 				fmt.Fprintln(f.Out, path)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
@@ -147,14 +143,10 @@ func NewRestore(f *cmdutil.Factory) *cobra.Command {
 			"replaced; other tables of the database are left alone. --database restores into another\n" +
 			"database (created when missing), e.g. to look at last week's data beside today's.",
 		Args: usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.File = args[0]
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
 			return RunRestore(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&o.Database, "database", "", "restore into database `NAME` instead of database.name (created when missing)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "private key `FILE` of an encrypted backup")

@@ -5,6 +5,7 @@ package migrate
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,14 +66,10 @@ func newUp(f *cmdutil.Factory) *cobra.Command {
 		Use:   "up NAME",
 		Short: "Run (or continue) data migration NAME",
 		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.Name = args[0]
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
 			return RunUp(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "count the rows it would change; change nothing")
 	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
@@ -86,14 +83,10 @@ func newDown(f *cmdutil.Factory) *cobra.Command {
 		Use:   "down NAME",
 		Short: "Undo data migration NAME: back up, then restore the rows it changed that nobody edited since",
 		Args:  usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.Name = args[0]
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
 			return RunDown(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "say what would be undone; change nothing")
 	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
@@ -132,23 +125,34 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// open checks o and connects: the migration, the open database (the caller closes it), the
+// migration environment and its journaled step.
+func open(ctx context.Context, o *Options, cfg config.Config) (migrate.Migration, *sql.DB, migrate.Env, migrate.Step, error) {
+	m, err := check(o, cfg)
+	if err != nil {
+		return m, nil, migrate.Env{}, migrate.Step{}, err
+	}
+	db, err := mariadb.Open(ctx, cfg.Database)
+	if err != nil {
+		return m, nil, migrate.Env{}, migrate.Step{}, err
+	}
+	e := env(o, cfg, migrate.Static(db))
+	s, err := migrate.NewStep(e, m.Name, migrate.Since)
+	if err != nil {
+		db.Close()
+		return m, nil, e, s, err
+	}
+	return m, db, e, s, nil
+}
+
 // RunUp runs migration o.Name, journaled as the admin's own (origin "command": `emrkit apply`
 // leaves it alone unless it is also in config.Migrations).
 func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
-	m, err := check(o, cfg)
-	if err != nil {
-		return err
-	}
-	db, err := mariadb.Open(ctx, cfg.Database)
+	m, db, e, s, err := open(ctx, o, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	e := env(o, cfg, migrate.Static(db))
-	s, err := migrate.NewStep(e, m.Name, migrate.Since)
-	if err != nil {
-		return err
-	}
 	if err := s.Preflight(ctx); err != nil {
 		return err
 	}
@@ -193,20 +197,11 @@ func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
 
 // RunDown undoes migration o.Name's journal entry, whoever made it (the plan or a command).
 func RunDown(ctx context.Context, o *Options, cfg config.Config) error {
-	m, err := check(o, cfg)
-	if err != nil {
-		return err
-	}
-	db, err := mariadb.Open(ctx, cfg.Database)
+	m, db, e, s, err := open(ctx, o, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	e := env(o, cfg, migrate.Static(db))
-	s, err := migrate.NewStep(e, m.Name, migrate.Since)
-	if err != nil {
-		return err
-	}
 	j, err := journal.Open(cfg.Paths.StateDir)
 	if err != nil {
 		return err
@@ -258,13 +253,9 @@ func newList(f *cmdutil.Factory) *cobra.Command {
 		Use:   "list",
 		Short: "List the data migrations and where each stands on this database",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return RunList(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "machine-readable output")
 	return cmd

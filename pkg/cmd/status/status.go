@@ -31,13 +31,9 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"plus planned steps not applied yet. Exit 3 when anything needs attention: drift, a deferred\n" +
 			"or interrupted step, or a step not applied.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return Run(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "machine-readable output")
 	return cmd

@@ -71,14 +71,10 @@ func newEnroll(f *cmdutil.Factory) *cobra.Command {
 			"URI and a QR code to scan with FreeOTP or Google Authenticator. A user who already has a\n" +
 			"secret keeps it unless --force (asks for confirmation, or --yes).",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.User = args[0]
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
 			return RunEnroll(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.Force, "force", false, "replace an existing secret (the user's app must be set up again)")
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
@@ -151,14 +147,10 @@ func newDisable(f *cmdutil.Factory) *cobra.Command {
 		Long: "Disable is an admin's override (a lost phone). Users listed in totp.users are enabled again\n" +
 			"by the next `emrkit apply`; take them out of totp.users (dpkg-reconfigure emrkit) to keep them off.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.User = args[0]
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
 			return RunDisable(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 }
 
@@ -197,13 +189,9 @@ func newList(f *cmdutil.Factory) *cobra.Command {
 		Use:   "list",
 		Short: "List users with two-factor login (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return RunList(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "machine-readable output")
 	return cmd
@@ -299,13 +287,9 @@ func newSyncPins(f *cmdutil.Factory) *cobra.Command {
 			"at each 30-second boundary for --for, and does nothing while TOTP=0 in oscar.properties.\n" +
 			"Failures go to syslog and stderr, never with a secret or a code.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.Config()
-			if err != nil {
-				return err
-			}
+		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return RunSyncPins(cmd.Context(), o, cfg)
-		},
+		}),
 	}
 	cmd.Flags().DurationVar(&o.Window, "for", 0, "keep updating at each 30 s boundary for this long (cron: 60s)")
 	return cmd
