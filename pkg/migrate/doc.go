@@ -73,9 +73,10 @@
 //
 // BenchmarkVersusSeed (a million fixture rows, `make bench`) times each migration against
 // the seed's raw SQL run with the mariadb client on an identical copy, in one run on one
-// server. Measured on 2 shared cores (2026-11-23): middle-names up 0.58x the seed's three
-// UPDATEs (one scan instead of three), down 0.70x; roster-enrolled-to up 0.91x the seed's
-// single UPDATE, down 0.61x. With one worker roster-enrolled-to up is 1.39x: the seed's UPDATE
+// server. Measured on 2 shared cores (2026-11-23, two runs): middle-names up 0.58x / 0.49x
+// the seed's three UPDATEs (one scan instead of three), down 0.70x / 0.65x;
+// roster-enrolled-to up 0.91x / 1.11x the seed's single UPDATE (whose own time varied from
+// 2.6 s to 3.7 s), down 0.61x / 0.79x. With one worker roster-enrolled-to up is 1.4x-2.1x: the seed's UPDATE
 // is one cheap pass that rewrites a third of the rows, and recording each of those rows'
 // undo data in the same transaction is a second pass over them (about 40% of the seed's
 // statement by itself, measured batch by batch), plus per-batch commits; the second worker
