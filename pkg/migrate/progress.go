@@ -83,17 +83,17 @@ func (m *Meter) line(t time.Time, final bool) string {
 	if elapsed > 0 {
 		rate = float64(m.done) / elapsed.Seconds()
 	}
-	s := fmt.Sprintf("%s: %s rows", m.label, group(m.done))
+	s := fmt.Sprintf("%s: %s rows", m.label, Group(m.done))
 	if m.total >= 0 {
-		s = fmt.Sprintf("%s: %s/%s rows", m.label, group(m.done), group(m.total))
+		s = fmt.Sprintf("%s: %s/%s rows", m.label, Group(m.done), Group(m.total))
 	}
 	if m.total > 0 {
 		s += fmt.Sprintf(" (%d%%)", m.done*100/m.total)
 	}
 	if final {
-		return s + fmt.Sprintf(" in %s, %s rows/s", elapsed.Round(100*time.Millisecond), group(int64(rate)))
+		return s + fmt.Sprintf(" in %s, %s rows/s", elapsed.Round(100*time.Millisecond), Group(int64(rate)))
 	}
-	s += fmt.Sprintf(", %s rows/s", group(int64(rate)))
+	s += fmt.Sprintf(", %s rows/s", Group(int64(rate)))
 	if rate > 0 && m.total > m.done {
 		eta := time.Duration(float64(m.total-m.done) / rate * float64(time.Second))
 		s += ", ETA " + eta.Round(time.Second).String()
@@ -101,8 +101,8 @@ func (m *Meter) line(t time.Time, final bool) string {
 	return s
 }
 
-// group writes n with thousands separators: 1,000,000.
-func group(n int64) string {
+// Group writes n with thousands separators: 1,000,000.
+func Group(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	neg := ""
 	if n < 0 {

@@ -53,7 +53,7 @@ func TestMeter(t *testing.T) {
 	if got := none.String(); got != "x: 5 rows, 0 rows/s\n" {
 		t.Fatalf("without a total: %q", got)
 	}
-	if group(-1234567) != "-1,234,567" || group(999) != "999" {
+	if Group(-1234567) != "-1,234,567" || Group(999) != "999" {
 		t.Fatal("group")
 	}
 }

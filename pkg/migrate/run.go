@@ -372,7 +372,7 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		}
 		st = State{Name: m.Name, State: stateRunning, UndoTable: undo, LastKey: start, HighKey: high}
 	default:
-		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, group(st.Changed))
+		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, Group(st.Changed))
 	}
 	segs, err := e.segments(ctx, st)
 	if err != nil {
@@ -640,7 +640,7 @@ func (e *engine) notes(ctx context.Context) (any, error) {
 	var out []string
 	for i, n := range e.m.Notes {
 		if counts[i] > 0 {
-			out = append(out, fmt.Sprintf(n.Say, group(counts[i])))
+			out = append(out, fmt.Sprintf(n.Say, Group(counts[i])))
 		}
 	}
 	return out, nil
@@ -738,7 +738,7 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
 	}
 	if st.State == stateUndoing {
-		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, group(st.Restored))
+		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, Group(st.Restored))
 	}
 	st.State = stateUndoing
 

@@ -200,7 +200,7 @@ func (s Step) Apply(ctx context.Context, raw json.RawMessage) error {
 }
 
 func report(w io.Writer, name string, r Result) {
-	fmt.Fprintf(w, "%s: changed %s rows; every change is recorded for `emrkit migrate down %s`\n", name, group(r.Changed), name)
+	fmt.Fprintf(w, "%s: changed %s rows; every change is recorded for `emrkit migrate down %s`\n", name, Group(r.Changed), name)
 	for _, line := range r.Report {
 		fmt.Fprintf(w, "%s: %s\n", name, line)
 	}
@@ -297,11 +297,11 @@ func DownOutcome(r DownResult) (step.Outcome, string, error) {
 			more = ", ..."
 		}
 		return step.Kept, fmt.Sprintf("restored %s rows; kept %s rows edited or deleted since the migration (demographic_no %s%s); backup in %s",
-			group(r.Restored), group(r.Kept), strings.Join(keys, ", "), more, r.Backup), nil
+			Group(r.Restored), Group(r.Kept), strings.Join(keys, ", "), more, r.Backup), nil
 	case r.Already:
 		return step.AlreadyBefore, "", nil
 	default:
-		return step.Restored, fmt.Sprintf("restored %s rows; backup in %s", group(r.Restored), r.Backup), nil
+		return step.Restored, fmt.Sprintf("restored %s rows; backup in %s", Group(r.Restored), r.Backup), nil
 	}
 }
 

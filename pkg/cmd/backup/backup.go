@@ -44,7 +44,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"(.sql.gz.pgp; `gpg -d` or `emrkit pgp decrypt` open it), so a stolen backup disk reveals\n" +
 			"nothing. Afterwards only the newest --keep backups are kept; the backups emrkit takes before\n" +
 			"undoing a change are counted apart and never pruned by this. `emrkit restore FILE` restores.",
-		Args: usageArgs(cobra.NoArgs),
+		Args: cobra.NoArgs,
 		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			if !cmd.Flags().Changed("keep") {
 				o.Keep = cfg.Backup.KeepBackups()
@@ -142,7 +142,7 @@ func NewRestore(f *cmdutil.Factory) *cobra.Command {
 			"about to replace, and loads the dump with the mariadb client. Tables the backup holds are\n" +
 			"replaced; other tables of the database are left alone. --database restores into another\n" +
 			"database (created when missing), e.g. to look at last week's data beside today's.",
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: cobra.ExactArgs(1),
 		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.File = args[0]
 			return RunRestore(cmd.Context(), o, cfg)
@@ -232,14 +232,4 @@ func restoreKeys(o *RestoreOptions, cfg config.Config) (openpgp.EntityList, erro
 		return nil, fmt.Errorf("restore: %w", backup.ErrNeedKey)
 	}
 	return backup.ReadPrivateKey(key, pass)
-}
-
-// usageArgs makes a wrong number of arguments a usage error (exit 2).
-func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if err := check(cmd, args); err != nil {
-			return cmdutil.Usage(err)
-		}
-		return nil
-	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/emrkit/emrkit/internal/demofixture"
 	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/pkg/backup"
-	cmdbackup "github.com/emrkit/emrkit/pkg/cmd/backup"
 	"github.com/emrkit/emrkit/pkg/cmd/root"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
@@ -65,7 +64,6 @@ func (e *env) run(args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	f := &cmdutil.Factory{Version: "0.4.0-1", In: strings.NewReader(""), Out: &out, Err: &errb, Host: plan.Host{ConfigPath: e.config}}
 	cmd := root.New(f)
-	cmd.AddCommand(cmdbackup.New(f), cmdbackup.NewRestore(f))
 	cmd.SetArgs(append([]string{"--config", e.config}, args...))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)

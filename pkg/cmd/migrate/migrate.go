@@ -36,14 +36,6 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"again to continue). Every changed row is recorded in the database, so `down` restores exactly\n" +
 			"those rows — except rows edited since, which it keeps and reports. down backs up first.\n\n" +
 			"Migrations: " + strings.Join(migrate.Names(), ", ") + ".",
-		Args: cobra.ArbitraryArgs,
-		// Without this, cobra answers an unknown subcommand with help and exit 0.
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return cmdutil.Usage(fmt.Errorf("unknown command %q for \"emrkit migrate\"; use list, up NAME or down NAME", args[0]))
-			}
-			return cmd.Help()
-		},
 	}
 	cmd.AddCommand(newList(f), newUp(f), newDown(f))
 	return cmd
@@ -65,7 +57,7 @@ func newUp(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up NAME",
 		Short: "Run (or continue) data migration NAME",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Args:  cobra.ExactArgs(1),
 		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.Name = args[0]
 			return RunUp(cmd.Context(), o, cfg)
@@ -82,7 +74,7 @@ func newDown(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down NAME",
 		Short: "Undo data migration NAME: back up, then restore the rows it changed that nobody edited since",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Args:  cobra.ExactArgs(1),
 		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
 			o.Name = args[0]
 			return RunDown(cmd.Context(), o, cfg)
@@ -162,14 +154,14 @@ func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
 			return err
 		}
 		if st.State == "done" {
-			fmt.Fprintf(o.F.Out, "%s is already done on %s (%s rows changed); nothing to do\n", m.Name, s.Target(), group(st.Changed))
+			fmt.Fprintf(o.F.Out, "%s is already done on %s (%s rows changed); nothing to do\n", m.Name, s.Target(), migrate.Group(st.Changed))
 			return nil
 		}
 		n, err := migrate.Preview(ctx, db, cfg.Database.Name, m.Name)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.F.Out, "%s would change %s rows of %s (dry run: nothing changed)\n", m.Name, group(n), s.Target())
+		fmt.Fprintf(o.F.Out, "%s would change %s rows of %s (dry run: nothing changed)\n", m.Name, migrate.Group(n), s.Target())
 		return nil
 	}
 	j, err := journal.Open(cfg.Paths.StateDir)
@@ -188,10 +180,10 @@ func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
 	}
 	if rep.Unchanged > 0 {
 		fmt.Fprintf(o.F.Out, "%s was already done on %s (%s rows changed, %s UTC); `emrkit migrate down %s` undoes it\n",
-			m.Name, s.Target(), group(st.Changed), st.Updated.Format("2006-01-02 15:04"), m.Name)
+			m.Name, s.Target(), migrate.Group(st.Changed), st.Updated.Format("2006-01-02 15:04"), m.Name)
 		return nil
 	}
-	fmt.Fprintf(o.F.Out, "%s is done on %s: %s rows changed\n", m.Name, s.Target(), group(st.Changed))
+	fmt.Fprintf(o.F.Out, "%s is done on %s: %s rows changed\n", m.Name, s.Target(), migrate.Group(st.Changed))
 	return nil
 }
 
@@ -229,7 +221,7 @@ func RunDown(ctx context.Context, o *Options, cfg config.Config) error {
 	case o.DryRun:
 		st, _, _ := migrate.ReadState(ctx, db, m.Name)
 		fmt.Fprintf(o.F.Out, "%s would be undone on %s: %s rows recorded, each restored unless edited since (dry run: nothing changed)\n",
-			m.Name, s.Target(), group(st.Changed))
+			m.Name, s.Target(), migrate.Group(st.Changed))
 	case rep.Kept > 0:
 		fmt.Fprintf(o.F.Out, "%s is undone on %s, except rows edited since (kept; listed above)\n", m.Name, s.Target())
 	default:
@@ -252,7 +244,7 @@ func newList(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the data migrations and where each stands on this database",
-		Args:  usageArgs(cobra.NoArgs),
+		Args:  cobra.NoArgs,
 		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return RunList(cmd.Context(), o, cfg)
 		}),
@@ -327,7 +319,7 @@ func RunList(ctx context.Context, o *ListOptions, cfg config.Config) error {
 			state := s.State
 			switch s.State {
 			case "done":
-				state = "done, " + group(s.Changed) + " rows changed"
+				state = "done, " + migrate.Group(s.Changed) + " rows changed"
 			case "running":
 				state = fmt.Sprintf("interrupted after demographic_no %d: run up to continue", s.LastKey)
 			case "undoing":
@@ -354,23 +346,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// group writes n with thousands separators.
-func group(n int64) string {
-	s := fmt.Sprint(n)
-	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
-
-// usageArgs makes a wrong number of arguments a usage error (exit 2).
-func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if err := check(cmd, args); err != nil {
-			return cmdutil.Usage(err)
-		}
-		return nil
-	}
 }

@@ -50,13 +50,11 @@ func newEnv(t *testing.T, srv *mariadbtest.Server, name string, rows int, migrat
 	return e
 }
 
-// run executes `emrkit ARGS...` through the real command tree with migrate added, as root
-// will wire it, without a terminal.
+// run executes `emrkit ARGS...` through the real command tree, without a terminal.
 func (e *env) run(args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	f := &cmdutil.Factory{Version: "0.4.0-1", In: strings.NewReader(""), Out: &out, Err: &errb, Host: plan.Host{ConfigPath: e.config}}
 	cmd := root.New(f)
-	cmd.AddCommand(cmdmigrate.New(f))
 	cmd.SetArgs(append([]string{"--config", e.config}, args...))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)

@@ -43,10 +43,27 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), cmdmigrate.New(f), cmdbackup.New(f), cmdbackup.NewRestore(f),
 		maint.New(f))
 	requireSubcommand(cmd)
+	argsAreUsage(cmd)
 	return cmd
 }
 
-// requireSubcommand makes a group command (2fa, firewall, pgp) without a known subcommand a
+// argsAreUsage makes a wrong number of arguments, for every command, a usage error (exit 2),
+// as cmd.SetFlagErrorFunc does for a wrong flag.
+func argsAreUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return cmdutil.Usage(err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
+}
+
+// requireSubcommand makes a group command (2fa, firewall, pgp, migrate) without a known subcommand a
 // usage error (exit 2) instead of help with exit 0, which a script would take for success.
 func requireSubcommand(root *cobra.Command) {
 	for _, c := range root.Commands() {
