@@ -16,9 +16,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/emrkit/emrkit"
 	"github.com/emrkit/emrkit/internal/oscarfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/release"
 )
 
 const fixtureProps = "# OSCAR 19 properties\n# keep this comment\nbuttons_on_right=true\nTOTP=0\nDOCUMENT_DIR=/var/lib/OscarDocument/oscar/document/\n"
@@ -340,5 +342,83 @@ func TestUsageErrorsExit2(t *testing.T) {
 		if r.code != 2 || !oneLine.MatchString(r.stderr) {
 			t.Errorf("emrkit %v: exit %d, stderr %q; want 2 and one line", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestDevelopmentBuildPlansTheNewestRelease: `go build` / `go install` give a binary without
+// a version stamp. It must plan exactly what the newest release of the tree plans (it once
+// planned nothing and said "nothing to change"), and say it is a development build.
+func TestDevelopmentBuildPlansTheNewestRelease(t *testing.T) {
+	newest, err := release.Newest(emrkit.Changelog)
+	must(t, err)
+	dev := testbin.Emrkit(t, "")
+	packaged := testbin.Emrkit(t, newest+"-1")
+	r := run(t, dev, nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "emrkit "+newest+"-1~dev (development build") {
+		t.Fatalf("version: %+v", r)
+	}
+	h := newHost(t, mariadbtest.Start(t))
+	// pgp off: the fixture host has no Tomcat user to set GnuPG up for.
+	must(t, os.WriteFile(h.config, append([]byte(read(t, h.config)), "pgp: {mode: none}\n"...), 0o600))
+	want := run(t, packaged, nil, "--config", h.config, "apply", "--dry-run")
+	got := run(t, dev, nil, "--config", h.config, "apply", "--dry-run")
+	if want.code != 0 || !strings.Contains(want.stdout, "dry run: 5 to apply") {
+		t.Fatalf("packaged %s plans: %+v", newest, want)
+	}
+	if got.code != want.code || got.stdout != want.stdout {
+		t.Fatalf("development build plans differently from %s-1:\n%+v\nwant\n%+v", newest, got, want)
+	}
+}
+
+// TestSyncPinsLeavesOthersEnrolmentsAlone: a user whose 2FA OSCAR 19.5+'s own screens switched
+// on (static PIN 0000) is not emrkit's; apply → sync-pins → revert --all must leave the whole
+// database as it was, on both table shapes (sync-pins once wrote codes into that user's PIN
+// and nothing gave it back).
+func TestSyncPinsLeavesOthersEnrolmentsAlone(t *testing.T) {
+	bin := testbin.Emrkit(t, "0.1.0-1")
+	srv := mariadbtest.Start(t)
+	for _, modern := range []bool{false, true} {
+		name := map[bool]string{false: "pre2fa", true: "oscar195"}[modern]
+		t.Run(name, func(t *testing.T) {
+			h := newHost(t, srv)
+			db := srv.DB(t, h.db)
+			if modern {
+				// the 2FA columns exist and admin2fa is enabled by OSCAR, with its own secret
+				for _, q := range []string{
+					"DROP TABLE security", "DROP TABLE SecurityArchive",
+				} {
+					_, err := db.Exec(q)
+					must(t, err)
+				}
+				oscarfixture.Create(t, db, true)
+				_, err := db.Exec("INSERT INTO security (user_name, password, provider_no, pin, totp_enabled, totp_secret) VALUES ('admin2fa', '{sha}a', '102', '0000', 1, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP')")
+				must(t, err)
+			} else {
+				_, err := db.Exec("INSERT INTO security (user_name, password, provider_no, pin) VALUES ('admin2fa', '{sha}a', '102', '0000')")
+				must(t, err)
+			}
+			before := srv.Dump(t, h.db)
+			if r := run(t, bin, nil, "--config", h.config, "apply"); r.code != 0 {
+				t.Fatalf("apply: %+v", r)
+			}
+			if r := run(t, bin, nil, "--config", h.config, "2fa", "sync-pins"); r.code != 0 {
+				t.Fatalf("sync-pins: %+v", r)
+			}
+			var pin, enrolled string
+			must(t, db.QueryRow("SELECT pin FROM security WHERE user_name = 'admin2fa'").Scan(&pin))
+			must(t, db.QueryRow("SELECT pin FROM security WHERE user_name = 'oscardoc'").Scan(&enrolled))
+			if pin != "0000" {
+				t.Fatalf("sync-pins wrote %q into admin2fa's PIN, which emrkit did not enrol", pin)
+			}
+			if enrolled == "1117" {
+				t.Fatal("sync-pins did not cycle the PIN of oscardoc, whom emrkit enrolled")
+			}
+			if r := run(t, bin, nil, "--config", h.config, "revert", "--all"); r.code != 0 {
+				t.Fatalf("revert: %+v", r)
+			}
+			if after := srv.Dump(t, h.db); after != before {
+				t.Fatalf("full dump after apply, sync-pins, revert differs:\n--- before\n%s\n--- after\n%s", before, after)
+			}
+		})
 	}
 }

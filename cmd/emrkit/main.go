@@ -11,20 +11,29 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/emrkit/emrkit"
 	"github.com/emrkit/emrkit/pkg/cmd/root"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/release"
 )
 
-// version is set at build time: -ldflags "-X main.version=0.1.0".
-var version = "0.0.0~dev"
+// version is the package version stamped in by `make`: -ldflags "-X main.version=0.4.0-1".
+// Without it (go build, go install) the binary is the newest release of its source tree.
+var version string
 
 func main() {
+	build, err := release.Resolve(version, emrkit.Changelog)
+	if err != nil {
+		// Planning as the wrong release would undo or skip steps: refuse before anything runs.
+		fmt.Fprintf(os.Stderr, "emrkit: %s\n", err)
+		os.Exit(cmdutil.ExitError)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	f := &cmdutil.Factory{Version: version, In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost(),
+	f := &cmdutil.Factory{Version: build.Version, Dev: build.Dev, In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost(),
 		Interactive: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }}
 	cmd := root.New(f)
-	err := cmd.ExecuteContext(ctx)
+	err = cmd.ExecuteContext(ctx)
 	stop()
 	code := cmdutil.ExitCode(err)
 	if err != nil && err.Error() != "" {

@@ -17,12 +17,16 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Emrkit builds cmd/emrkit as package version (e.g. "0.1.0-1") with the given build tags
-// (e.g. "faultinject") and returns the binary's path.
+// Emrkit builds cmd/emrkit as package version (e.g. "0.1.0-1"; "" builds it as `go build`
+// does, without a version stamp) with the given build tags (e.g. "faultinject") and returns
+// the binary's path.
 func Emrkit(t testing.TB, version string, tags ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "emrkit")
-	args := []string{"build", "-trimpath", "-o", out, "-ldflags", "-X main.version=" + version}
+	args := []string{"build", "-trimpath", "-o", out}
+	if version != "" {
+		args = append(args, "-ldflags", "-X main.version="+version)
+	}
 	for _, tag := range tags {
 		args = append(args, "-tags", tag)
 	}

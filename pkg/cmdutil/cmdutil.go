@@ -27,7 +27,11 @@ const (
 
 // Factory carries a command's dependencies, so commands run in tests without a terminal.
 type Factory struct {
+	// Version is the Debian version this binary plans and journals as (release.Build).
 	Version string
+	// Dev marks a development build (go build, go install): Version is then the newest
+	// release of the source tree it was built from.
+	Dev bool
 	In      io.Reader
 	Out     io.Writer
 	Err     io.Writer

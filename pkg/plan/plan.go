@@ -176,7 +176,8 @@ func twofaUsers(e env) ([]step.Step, error) {
 	}
 	var steps []step.Step
 	for _, u := range e.cfg.TOTP.Users {
-		steps = append(steps, twofa.UserStep{DB: e.db, User: u, URIs: e.uris, Issuer: e.cfg.TOTP.Issuer, SinceVersion: e.since})
+		// Gated, so a dry run on an OSCAR without the columns yet reports instead of failing.
+		steps = append(steps, afterSchema(e, twofa.UserStep{DB: e.db, User: u, URIs: e.uris, Issuer: e.cfg.TOTP.Issuer, SinceVersion: e.since}))
 	}
 	return steps, nil
 }
@@ -209,7 +210,7 @@ func totpSwitch(e env) ([]step.Step, error) {
 // afterSchema defers s until OSCAR's security table has the 2FA columns.
 func afterSchema(e env, s step.Step) step.Step {
 	schema := twofa.ColumnsStep{DB: e.db, Table: "security", Required: true}
-	return step.Gated{Step: s, Gate: func(ctx context.Context) error {
+	return step.Gated{Step: s, After: schema.ID(), Gate: func(ctx context.Context) error {
 		ok, err := schema.Check(ctx)
 		if err != nil {
 			return err

@@ -31,6 +31,9 @@ type Runner struct {
 	// Origin is recorded on new entries: "" for the plan, journal.OriginCommand for a direct
 	// command.
 	Origin string
+
+	// wouldApply holds, in a dry run, the steps it reported as changing the host.
+	wouldApply map[string]bool
 }
 
 // Report counts what a run did.
@@ -110,6 +113,15 @@ func (r *Runner) run(ctx context.Context, steps []Step, rep *Report) error {
 func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 	prev, known := r.Journal.Get(s.ID())
 	inSync, err := s.Check(ctx)
+	if g, ok := s.(Gated); ok && r.DryRun && g.After != "" && r.wouldApply[g.After] {
+		if _, deferred := IsDeferred(err); deferred {
+			// A real run applies g.After first, which opens the gate.
+			rep.Applied++
+			r.say("applied", s.Describe()+" (after "+g.After+")")
+			r.wouldApply[s.ID()] = true
+			return nil
+		}
+	}
 	if d, ok := IsDeferred(err); ok {
 		rep.Deferred++
 		r.say("deferred", fmt.Sprintf("%s: %s", s.Describe(), d.Reason))
@@ -183,6 +195,10 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 
 func (r *Runner) apply(ctx context.Context, s Step, desired json.RawMessage) error {
 	if r.DryRun {
+		if r.wouldApply == nil {
+			r.wouldApply = map[string]bool{}
+		}
+		r.wouldApply[s.ID()] = true
 		return nil
 	}
 	fault.Point("apply " + s.ID())

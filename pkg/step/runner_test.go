@@ -213,3 +213,33 @@ func TestCommandEntriesAreNotStale(t *testing.T) {
 		t.Fatalf("%+v %v", rep, err)
 	}
 }
+
+// A gated step whose gate an earlier step opens: a dry run reports it as applying when that
+// step would apply, and as deferred when nothing opens the gate; neither changes anything.
+func TestDryRunGateOpenedByEarlierStep(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	opener := f.totp("1")
+	gated := step.Gated{Step: props.KeyStep{Path: f.path, Key: "other", Value: "y", SinceVersion: "0.1.0"}, After: opener.ID(),
+		Gate: func(context.Context) error {
+			if !strings.Contains(f.file(t), "TOTP=1") {
+				return &step.DeferredError{Reason: "waits for TOTP=1"}
+			}
+			return nil
+		}}
+	rep, err := f.runner(true).Apply(ctx, []step.Step{opener, gated})
+	if err != nil || rep.Applied != 2 || rep.Deferred != 0 {
+		t.Fatalf("dry run with the opener: %+v %v\n%s", rep, err, f.out.String())
+	}
+	rep, err = f.runner(true).Apply(ctx, []step.Step{gated})
+	if err != nil || rep.Applied != 0 || rep.Deferred != 1 {
+		t.Fatalf("dry run without the opener: %+v %v", rep, err)
+	}
+	if f.file(t) != original || len(f.j.Entries()) != 0 {
+		t.Fatal("dry run changed the host or the journal")
+	}
+	rep, err = f.runner(false).Apply(ctx, []step.Step{opener, gated})
+	if err != nil || rep.Applied != 2 {
+		t.Fatalf("real run: %+v %v", rep, err)
+	}
+}

@@ -109,6 +109,9 @@ func (u Unavailable) Apply(context.Context, json.RawMessage) error {
 type Gated struct {
 	Step
 	Gate func(ctx context.Context) error
+	// After is the ID of the earlier step whose change opens the gate, so a dry run in which
+	// that step would apply reports this one as applying too, instead of deferred.
+	After string
 }
 
 // Preflight validates the gated step's own inputs; the gate may depend on earlier steps.

@@ -46,16 +46,7 @@ func List(ctx context.Context, d *DB, entries []journal.Entry) ([]Enrolment, err
 	if err != nil {
 		return nil, err
 	}
-	ours := map[string]string{}
-	for _, e := range entries {
-		if e.Kind != UserKind || e.State != journal.Done {
-			continue
-		}
-		var u userDesired
-		if json.Unmarshal(e.Desired, &u) == nil && u.Database == d.Config.Name {
-			ours[u.User] = u.Secret
-		}
-	}
+	ours := Enrolled(entries, d.Config.Name)
 	rows, err := db.QueryContext(ctx,
 		"SELECT user_name, totp_enabled, totp_secret FROM security WHERE totp_enabled <> 0 OR totp_secret IS NOT NULL ORDER BY user_name")
 	if err != nil {
@@ -74,6 +65,23 @@ func List(ctx context.Context, d *DB, entries []journal.Entry) ([]Enrolment, err
 		out = append(out, Enrolment{User: user, Enabled: enabled != 0, ByEmrkit: mine && secret.Valid && s == secret.String})
 	}
 	return out, rows.Err()
+}
+
+// Enrolled returns, from the journal, the users of database emrkit enrolled and the secret
+// it wrote for each: while a user's secret is still that one, the enrolment is emrkit's and
+// so is the PIN, which its undo gives back.
+func Enrolled(entries []journal.Entry, database string) map[string]string {
+	ours := map[string]string{}
+	for _, e := range entries {
+		if e.Kind != UserKind || e.State != journal.Done {
+			continue
+		}
+		var u userDesired
+		if json.Unmarshal(e.Desired, &u) == nil && u.Database == database {
+			ours[u.User] = u.Secret
+		}
+	}
+	return ours
 }
 
 // Verifier checks codes and remembers, per user, the last time step accepted, so a code

@@ -34,20 +34,23 @@ func BenchmarkSyncPins(b *testing.B) {
 			if _, err := db.Exec(oscarfixture.With2FA(oscarfixture.Statements(false)[0])); err != nil {
 				b.Fatal(err)
 			}
+			enrolled := map[string]string{}
 			for start := 0; start < n; start += 1000 {
 				var rows []string
 				var args []any
 				for i := start; i < min(start+1000, n); i++ {
 					secret, _ := totp.NewSecret(rand.Reader)
+					user := fmt.Sprintf("user%05d", i)
+					enrolled[user] = secret
 					rows = append(rows, "(?, 'x', '1', 1, ?)")
-					args = append(args, fmt.Sprintf("user%05d", i), secret)
+					args = append(args, user, secret)
 				}
 				q := "INSERT INTO security (user_name, password, pin, totp_enabled, totp_secret) VALUES " + strings.Join(rows, ",")
 				if _, err := db.Exec(q, args...); err != nil {
 					b.Fatal(err)
 				}
 			}
-			s := &Syncer{DB: db, Properties: props, Now: time.Now}
+			s := &Syncer{DB: db, Enrolled: enrolled, Properties: props, Now: time.Now}
 			for b.Loop() {
 				if got, err := s.Once(ctx); err != nil || got != n {
 					b.Fatalf("%d %v", got, err)

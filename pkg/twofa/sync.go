@@ -14,10 +14,17 @@ import (
 // pinBatch bounds one UPDATE: short statements keep row locks brief while OSCAR logs users in.
 const pinBatch = 500
 
-// Syncer writes each enabled user's current TOTP code into security.pin, the PIN cycle of
-// OSCAR's documented 2FA.sh cron job, without oathtool or a shell.
+// Syncer writes the current TOTP code into security.pin, the PIN cycle of OSCAR's documented
+// 2FA.sh cron job, without oathtool or a shell, for the users emrkit enrolled and only them.
+// A user whose 2FA was switched on elsewhere (OSCAR 19.5+'s own screens, which check the code
+// themselves) keeps the PIN an admin gave them: emrkit never gives back a PIN it did not
+// journal, and it journals only its own enrolments, whose undo restores the PIN.
 type Syncer struct {
 	DB *sql.DB
+	// Enrolled is each user emrkit enrolled with the secret it wrote (twofa.Enrolled). A
+	// user is cycled only while the database still holds that secret: one changed since in
+	// OSCAR's UI, or given back by an undo, is no longer emrkit's.
+	Enrolled map[string]string
 	// Properties is oscar.properties: TOTP=0 (or absent) there means 2FA is off, and the
 	// PINs are left alone.
 	Properties string
@@ -36,28 +43,34 @@ func (s *Syncer) Enabled() (bool, error) {
 
 // Once writes the codes of the current time step and returns how many users it updated.
 func (s *Syncer) Once(ctx context.Context) (int, error) {
+	if len(s.Enrolled) == 0 {
+		return 0, nil
+	}
 	rows, err := s.DB.QueryContext(ctx,
-		"SELECT security_no, totp_secret FROM security WHERE totp_enabled = 1 AND totp_secret IS NOT NULL AND totp_secret <> ''")
+		"SELECT security_no, user_name, totp_secret FROM security WHERE totp_enabled = 1 AND totp_secret IS NOT NULL AND totp_secret <> ''")
 	if err != nil {
 		return 0, fmt.Errorf("read enrolled users: %w", err)
 	}
 	type pin struct {
-		id   int64
-		code string
+		id           int64
+		secret, code string
 	}
 	now := s.Now()
 	var pins []pin
 	var bad int
 	for rows.Next() {
 		var p pin
-		var secret string
-		if err := rows.Scan(&p.id, &secret); err != nil {
+		var user string
+		if err := rows.Scan(&p.id, &user, &p.secret); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		code, err := totp.Code(secret, now)
+		if mine, ok := s.Enrolled[user]; !ok || mine != p.secret {
+			continue
+		}
+		code, err := totp.Code(p.secret, now)
 		if err != nil {
-			bad++ // a malformed secret (typed in by hand) must not stop everyone else's PIN
+			bad++ // a malformed secret must not stop everyone else's PIN
 			continue
 		}
 		p.code = code
@@ -67,27 +80,36 @@ func (s *Syncer) Once(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	written := 0
 	for start := 0; start < len(pins); start += pinBatch {
 		batch := pins[start:min(start+pinBatch, len(pins))]
-		var q strings.Builder
-		args := make([]any, 0, 3*len(batch))
-		q.WriteString("UPDATE security SET pin = CASE security_no")
+		// Compare-and-swap: an undo that gave a user's secret and PIN back between the read
+		// and this write must win.
+		var set, cas strings.Builder
+		args := make([]any, 0, 5*len(batch))
 		for _, p := range batch {
-			q.WriteString(" WHEN ? THEN ?")
+			set.WriteString(" WHEN ? THEN ?")
 			args = append(args, p.id, p.code)
 		}
-		q.WriteString(" END WHERE security_no IN (?" + strings.Repeat(",?", len(batch)-1) + ")")
+		for _, p := range batch {
+			cas.WriteString(" WHEN ? THEN ?")
+			args = append(args, p.id, p.secret)
+		}
 		for _, p := range batch {
 			args = append(args, p.id)
 		}
-		if _, err := s.DB.ExecContext(ctx, q.String(), args...); err != nil {
-			return start, fmt.Errorf("write PINs: %w", err)
+		q := "UPDATE security SET pin = CASE security_no" + set.String() + " END" +
+			" WHERE totp_enabled = 1 AND totp_secret = CASE security_no" + cas.String() + " END" +
+			" AND security_no IN (?" + strings.Repeat(",?", len(batch)-1) + ")"
+		if _, err := s.DB.ExecContext(ctx, q, args...); err != nil {
+			return written, fmt.Errorf("write PINs: %w", err)
 		}
+		written += len(batch)
 	}
 	if bad > 0 {
-		return len(pins), fmt.Errorf("%d enrolled users have a malformed totp_secret; re-enrol them with `emrkit 2fa enroll USER --force`", bad)
+		return written, fmt.Errorf("%d users emrkit enrolled have a malformed totp_secret; re-enrol them with `emrkit 2fa enroll USER --force`", bad)
 	}
-	return len(pins), nil
+	return written, nil
 }
 
 // Run calls Once now and again at every 30-second boundary before window ends, so a cron job

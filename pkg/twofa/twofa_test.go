@@ -81,6 +81,15 @@ func TestApplyEnrolSyncUndoRestoresDump(t *testing.T) {
 		t.Run(shape.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := newFixture(t, srv, "oscar_"+shape.name, shape.modern)
+			// OSCAR 19.5+'s own screens switched 2FA on for admin2fa, who keeps the static PIN
+			// 0000: emrkit did not enrol them, so it must never write their PIN (it could not
+			// give it back). On the older shape the user has a PIN and no 2FA.
+			const theirs = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+			if shape.modern {
+				mustExec(t, f.sql, "INSERT INTO security (user_name, password, provider_no, pin, totp_enabled, totp_secret) VALUES ('admin2fa', '{sha}a', '102', '0000', 1, ?)", theirs)
+			} else {
+				mustExec(t, f.sql, "INSERT INTO security (user_name, password, provider_no, pin) VALUES ('admin2fa', '{sha}a', '102', '0000')")
+			}
 			before := srv.Dump(t, f.db.Config.Name, "security", "SecurityArchive")
 
 			rep, err := f.runner().Apply(ctx, f.steps("oscardoc", "nurse"))
@@ -117,7 +126,7 @@ func TestApplyEnrolSyncUndoRestoresDump(t *testing.T) {
 			}
 			props := filepath.Join(t.TempDir(), "oscar.properties")
 			os.WriteFile(props, []byte("TOTP=1\n"), 0o644)
-			sy := &Syncer{DB: f.sql, Properties: props, Now: func() time.Time { return now }}
+			sy := &Syncer{DB: f.sql, Enrolled: Enrolled(f.j.Entries(), f.db.Config.Name), Properties: props, Now: func() time.Time { return now }}
 			if n, err := sy.Once(ctx); err != nil || n != 2 {
 				t.Fatalf("sync-pins: %d %v", n, err)
 			}
@@ -125,6 +134,10 @@ func TestApplyEnrolSyncUndoRestoresDump(t *testing.T) {
 			f.sql.QueryRow("SELECT pin FROM security WHERE user_name='oscardoc'").Scan(&pin)
 			if pin != code {
 				t.Fatalf("pin %q, want current code %q", pin, code)
+			}
+			f.sql.QueryRow("SELECT pin FROM security WHERE user_name='admin2fa'").Scan(&pin)
+			if pin != "0000" {
+				t.Fatalf("sync-pins wrote %q into the PIN of a user emrkit did not enrol", pin)
 			}
 
 			rep, err = f.runner().Revert(ctx, func(journal.Entry) bool { return true })
@@ -160,6 +173,67 @@ func TestUndoKeepsSecretChangedByOSCAR(t *testing.T) {
 	}
 	if f.secret(t, "oscardoc") != other {
 		t.Fatal("undo overwrote a secret emrkit did not write")
+	}
+}
+
+// TestSyncPinsCyclesOnlyWhatItCanGiveBack: sync-pins writes a PIN only while the user's
+// secret is the one emrkit's journal says it wrote — not for a user OSCAR enabled (even one
+// listed in totp.users, whom apply finds already enrolled), not after OSCAR re-issued the
+// secret, and not after an undo gave the PIN back (a sync-pins still running with the
+// journal it read before the undo).
+func TestSyncPinsCyclesOnlyWhatItCanGiveBack(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	ctx := context.Background()
+	f := newFixture(t, srv, "oscar_pins", true)
+	mustExec(t, f.sql, "INSERT INTO security (user_name, password, provider_no, pin, totp_enabled, totp_secret) VALUES ('admin2fa', '{sha}a', '102', '0000', 1, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP')")
+	if _, err := f.runner().Apply(ctx, f.steps("oscardoc", "nurse", "admin2fa")); err != nil {
+		t.Fatal(err)
+	}
+	props := filepath.Join(t.TempDir(), "oscar.properties")
+	os.WriteFile(props, []byte("TOTP=1\n"), 0o644)
+	pins := func() map[string]string {
+		t.Helper()
+		rows, err := f.sql.Query("SELECT user_name, COALESCE(pin, '') FROM security")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]string{}
+		for rows.Next() {
+			var u, p string
+			rows.Scan(&u, &p)
+			m[u] = p
+		}
+		return m
+	}
+	now := time.Now()
+	stale := Enrolled(f.j.Entries(), f.db.Config.Name)
+	if _, ok := stale["admin2fa"]; ok || len(stale) != 2 {
+		t.Fatalf("enrolled by emrkit: %v", stale)
+	}
+	// OSCAR's UI re-issues nurse's secret: nurse's PIN is no longer emrkit's to cycle.
+	other, _ := totp.NewSecret(strings.NewReader(strings.Repeat("y", 20)))
+	mustExec(t, f.sql, "UPDATE security SET totp_secret = ? WHERE user_name = 'nurse'", other)
+	sy := &Syncer{DB: f.sql, Enrolled: stale, Properties: props, Now: func() time.Time { return now }}
+	if n, err := sy.Once(ctx); err != nil || n != 1 {
+		t.Fatalf("sync-pins: %d %v", n, err)
+	}
+	code, _ := totp.Code(f.secret(t, "oscardoc"), now)
+	if p := pins(); p["oscardoc"] != code || p["nurse"] != "4321" || p["admin2fa"] != "0000" || p["doc2"] != "" {
+		t.Fatalf("PINs after sync: %v (oscardoc's code %s)", p, code)
+	}
+	if _, err := f.runner().Revert(ctx, func(journal.Entry) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	given := pins()
+	if given["oscardoc"] != "1117" {
+		t.Fatalf("undo did not give oscardoc's PIN back: %v", given)
+	}
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := pins(); p["oscardoc"] != "1117" {
+		t.Fatalf("a sync-pins holding the journal of before the undo overwrote the PIN it gave back: %v", p)
 	}
 }
 
@@ -236,5 +310,12 @@ func TestManyInstallPurgeCycles(t *testing.T) {
 	}
 	if srv.Dump(t, f.db.Config.Name, "security", "SecurityArchive") != before {
 		t.Fatal("tables differ after 40 cycles")
+	}
+}
+
+func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
 	}
 }

@@ -282,9 +282,10 @@ func newSyncPins(f *cmdutil.Factory) *cobra.Command {
 	o := &SyncOptions{F: f}
 	cmd := &cobra.Command{
 		Use:   "sync-pins",
-		Short: "Write each enrolled user's current TOTP code into OSCAR's PIN (run by cron)",
-		Long: "Sync-pins writes the current code into security.pin for every user with totp_enabled=1, again\n" +
-			"at each 30-second boundary for --for, and does nothing while TOTP=0 in oscar.properties.\n" +
+		Short: "Write the current TOTP code of each user emrkit enrolled into OSCAR's PIN (run by cron)",
+		Long: "Sync-pins writes the current code into security.pin for every user emrkit enrolled (while their\n" +
+			"secret is still the one emrkit wrote), again at each 30-second boundary for --for, and does\n" +
+			"nothing while TOTP=0 in oscar.properties. Users whose 2FA was switched on elsewhere keep their PIN.\n" +
 			"Failures go to syslog and stderr, never with a secret or a code.",
 		Args: cobra.NoArgs,
 		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
@@ -330,7 +331,11 @@ func syncPins(ctx context.Context, o *SyncOptions, cfg config.Config) error {
 		return err
 	}
 	defer db.Close()
-	s := &twofa.Syncer{DB: db, Properties: props, Now: time.Now}
+	entries, err := journal.Read(cfg.Paths.StateDir)
+	if err != nil {
+		return err
+	}
+	s := &twofa.Syncer{DB: db, Enrolled: twofa.Enrolled(entries, cfg.Database.Name), Properties: props, Now: time.Now}
 	_, err = s.Run(ctx, o.Window)
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/cmdutil"
+	"github.com/emrkit/emrkit/pkg/release"
 )
 
 func New(f *cmdutil.Factory) *cobra.Command {
@@ -15,7 +16,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Short: "Print emrkit's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(f.Out, "emrkit %s\n", f.Version)
+			_, err := fmt.Fprintf(f.Out, "emrkit %s\n", release.Build{Version: f.Version, Dev: f.Dev})
 			return err
 		},
 	}
