@@ -32,9 +32,9 @@ type Factory struct {
 	// Dev marks a development build (go build, go install): Version is then the newest
 	// release of the source tree it was built from.
 	Dev bool
-	In      io.Reader
-	Out     io.Writer
-	Err     io.Writer
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
 	// Interactive reports whether a person answers on In (a terminal); nil means no.
 	Interactive func() bool
 	// ConfigPath is the --config flag; ConfigSet says it was given explicitly.
