@@ -15,7 +15,7 @@
 # Mounts live only in the namespace of one `run`, so they vanish with it (even on kill -9) and
 # never leak into the host. Daemons started inside die with the pid namespace. The network
 # namespace is what keeps a firewall test in the chroot from ever touching the host's firewall
-# (inside it ischroot answers "no": pid 1 is the chroot's own).
+# (inside it emrkit's chroot guard answers "no": pid 1 is the chroot's own, with the same root).
 # The image is cached as a tarball under $EMRKIT_CACHE (default /var/cache/emrkit-test), keyed by
 # suite and package list, so later runs take seconds.
 set -eu

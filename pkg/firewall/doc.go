@@ -13,6 +13,7 @@
 //     honours only on an exact match: an admin's rule for the same port is never deleted.
 //   - SSH is allowed before the default policy turns to deny and before ufw is enabled; when
 //     the session is remote and its SSH port cannot be found, nothing is changed.
-//   - In a chroot (ischroot) nothing touches the kernel firewall unless
-//     EMRKIT_CHROOT_FIREWALL=1 says the chroot has a network namespace of its own.
+//   - In a chroot (a root directory other than pid 1's: RootDetector) nothing touches the
+//     kernel firewall unless EMRKIT_CHROOT_FIREWALL=1 says the chroot has a network namespace
+//     of its own. A private mount namespace over the same root is not a chroot.
 package firewall

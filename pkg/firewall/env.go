@@ -42,7 +42,7 @@ type Env struct {
 func DefaultEnv() Env {
 	return Env{
 		UFW:          UFW{Path: "/usr/sbin/ufw"},
-		InChroot:     IschrootDetector("/usr/bin/ischroot", nil),
+		InChroot:     RootDetector("/proc"),
 		Getenv:       os.Getenv,
 		SSHD:         "/usr/sbin/sshd",
 		SS:           "/usr/bin/ss",
@@ -81,7 +81,7 @@ func (e Env) chrootReason(ctx context.Context) string {
 		return fmt.Sprintf("cannot tell whether this is a chroot (%v), and a chroot shares the host's network: "+
 			"the firewall is left alone; set %s=1 only if this system has a network namespace of its own", err, ChrootOverride)
 	case in:
-		return "running in a chroot (ischroot), which shares the host's network: the firewall is left alone; " +
+		return "running in a chroot (the root directory is not pid 1's), which shares the host's network: the firewall is left alone; " +
 			"run `emrkit firewall apply` on the booted system, or set " + ChrootOverride + "=1 only if the chroot has a network namespace of its own"
 	}
 	return ""

@@ -322,13 +322,35 @@ func (l *lab) ns(o runOpts, argv ...string) result {
 	return r
 }
 
-// emrkit runs `emrkit firewall ARGS` (the fwtest build of it) inside, as a test that gave
-// its "chroot" a network namespace of its own: EMRKIT_CHROOT_FIREWALL=1 (ischroot reports
-// any private mount namespace as a chroot).
+// emrkit runs `emrkit firewall ARGS` (the fwtest build of it) inside. Every lab run is in a
+// private mount namespace over the host's root (`unshare --mount`, as systemd's PrivateTmp=
+// and ProtectSystem= units are), which is not a chroot: no EMRKIT_CHROOT_FIREWALL is set,
+// and the firewall must apply.
 func (l *lab) emrkit(o runOpts, args ...string) result {
 	l.t.Helper()
-	o.env = append([]string{"EMRKIT_CHROOT_FIREWALL=1"}, append(o.env, l.env...)...)
+	o.env = append(o.env, l.env...)
 	return l.emrkitRaw(o, "/usr/sbin/ufw", args...)
+}
+
+// emrkitInChroot runs `emrkit firewall ARGS` inside a real chroot: a directory holding only
+// the binary, its configuration and /proc, entered with chroot(8) in the lab's namespaces.
+// ufw's state is bind-mounted in so fwtest's own guard is satisfied; ufw itself is not there.
+func (l *lab) emrkitInChroot(args ...string) result {
+	l.t.Helper()
+	root := filepath.Join(l.dir, "chroot")
+	for _, d := range []string{"proc", "etc/ufw", "state"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	l.must("cp", l.bin, filepath.Join(root, "fwtest"))
+	y := "profile: oscar\nfirewall: {enable: true, https_port: 8443, deny: [3306, 8080]}\n" +
+		"paths: {state_dir: /state, backup_dir: /backup, cron_file: /cron}\n"
+	if err := os.WriteFile(filepath.Join(root, "emrkit.yaml"), []byte(y), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	script := `r=$1; shift; mount -t proc proc "$r/proc" && mount --bind /etc/ufw "$r/etc/ufw" && exec chroot "$r" /fwtest --config /emrkit.yaml --no-ancestors "$@"`
+	return l.ns(runOpts{env: l.env}, append([]string{"sh", "-c", script, "sh", root}, args...)...)
 }
 
 func (l *lab) emrkitRaw(o runOpts, ufw string, args ...string) result {

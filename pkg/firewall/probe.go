@@ -3,10 +3,7 @@ package firewall
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -95,27 +92,4 @@ func parentPID(stat string) (int, bool) {
 	}
 	p, err := strconv.Atoi(f[1])
 	return p, err == nil
-}
-
-// IschrootDetector returns a chroot detector running Debian's ischroot at path: exit 0 is a
-// chroot, 1 is not, anything else (2: cannot tell) counts as a chroot, since touching the
-// host's firewall from a chroot is the mistake principle 7 forbids.
-func IschrootDetector(path string, run Exec) func(context.Context) (bool, error) {
-	return func(ctx context.Context) (bool, error) {
-		if run == nil {
-			run = RunProcess
-		}
-		_, _, err := run(ctx, []string{path}, toolEnv)
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.As(err, &ee) && ee.ExitCode() == 1:
-			return false, nil
-		case errors.As(err, &ee):
-			return true, nil
-		default:
-			return false, fmt.Errorf("run %s: %w", path, err)
-		}
-	}
 }

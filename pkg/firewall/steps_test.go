@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -309,18 +308,39 @@ func TestUFWErrors(t *testing.T) {
 	}
 }
 
-func TestIschrootDetector(t *testing.T) {
-	// Real ischroot from debianutils, with shell stand-ins for its three answers.
-	dir := t.TempDir()
-	for code, want := range map[int]bool{0: true, 1: false, 2: true} {
-		path := filepath.Join(dir, "ischroot"+strconv.Itoa(code))
-		os.WriteFile(path, []byte("#!/bin/sh\nexit "+strconv.Itoa(code)+"\n"), 0o755)
-		got, err := IschrootDetector(path, nil)(context.Background())
-		if err != nil || got != want {
-			t.Errorf("exit %d: %v %v, want %v", code, got, err, want)
-		}
+func TestRootDetector(t *testing.T) {
+	const initInfo = "22 27 0:21 / /proc rw - proc proc rw\n27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+	for name, c := range map[string]struct {
+		root     string // where proc/1/root points: "/" , "dir", or "loop" (cannot be followed)
+		selfInfo string
+		chroot   bool
+	}{
+		"same root":                            {root: "/", chroot: false},
+		"another root (debootstrap, piuparts)": {root: "dir", chroot: true},
+		// A new mount namespace renumbers every mount (47, not 27): ischroot took that for a chroot.
+		"private mount namespace, pid 1 unreadable":  {root: "loop", selfInfo: "47 46 254:0 / / rw,relatime - ext4 /dev/vda rw\n", chroot: false},
+		"chroot into a directory, pid 1 unreadable":  {root: "loop", selfInfo: "50 49 0:21 / /proc rw - proc proc rw\n", chroot: true},
+		"chroot into a bind mount, pid 1 unreadable": {root: "loop", selfInfo: "46 27 254:0 /srv/cr / rw - ext4 /dev/vda rw\n", chroot: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			proc := t.TempDir()
+			for _, d := range []string{"1", "self"} {
+				os.MkdirAll(filepath.Join(proc, d), 0o755)
+			}
+			os.WriteFile(filepath.Join(proc, "1", "mountinfo"), []byte(initInfo), 0o644)
+			os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte(c.selfInfo), 0o644)
+			target := map[string]string{"/": "/", "dir": t.TempDir(), "loop": "root"}[c.root]
+			if err := os.Symlink(target, filepath.Join(proc, "1", "root")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := RootDetector(proc)(context.Background())
+			if err != nil || got != c.chroot {
+				t.Fatalf("chroot %v, %v; want %v", got, err, c.chroot)
+			}
+		})
 	}
-	if _, err := IschrootDetector(filepath.Join(dir, "missing"), nil)(context.Background()); err == nil {
-		t.Error("missing ischroot: no error")
+	// No /proc: cannot tell, which the guard treats as a chroot.
+	if _, err := RootDetector(filepath.Join(t.TempDir(), "missing"))(context.Background()); err == nil || !strings.Contains(err.Error(), "not mounted") {
+		t.Fatalf("no /proc: %v", err)
 	}
 }
