@@ -36,12 +36,16 @@ type Env struct {
 	DefaultsFile string
 	// UserRules are ufw's rule files, which it rewrites in full on any rule change.
 	UserRules []string
+	// IPTables list the kernel's filter tables (-S), and UFWModules is ufw's Python code (an
+	// upgraded ufw may print differently): both for the fingerprint of KeepReads.
+	IPTables   []string
+	UFWModules string
 }
 
 // DefaultEnv is the real Debian host.
 func DefaultEnv() Env {
 	return Env{
-		UFW:          UFW{Path: "/usr/sbin/ufw"},
+		UFW:          UFW{Path: "/usr/sbin/ufw", reads: &readCache{}},
 		InChroot:     RootDetector("/proc"),
 		Getenv:       os.Getenv,
 		SSHD:         "/usr/sbin/sshd",
@@ -50,6 +54,8 @@ func DefaultEnv() Env {
 		ProfileDir:   "/etc/ufw/applications.d",
 		DefaultsFile: "/etc/default/ufw",
 		UserRules:    []string{"/etc/ufw/user.rules", "/etc/ufw/user6.rules"},
+		IPTables:     []string{"/usr/sbin/iptables", "/usr/sbin/ip6tables"},
+		UFWModules:   "/usr/lib/python3/dist-packages/ufw",
 	}
 }
 

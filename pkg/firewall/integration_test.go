@@ -142,6 +142,7 @@ func scenarioDefaults(t *testing.T, l *lab) {
 	if got := emrkitLines(l.ufw("show", "added")); len(got) != 4 {
 		t.Errorf("emrkit rules after two applies: %q, want 4", got)
 	}
+	keptReadsFollowUFW(t, l)
 	if !strings.Contains(l.ufw("app", "list"), "emrkit-oscar") {
 		t.Error("`ufw app list` does not show emrkit-oscar")
 	}
@@ -316,4 +317,49 @@ func scenarioBrokenTools(t *testing.T, l *lab) {
 	}
 	l.ok(l.emrkit(runOpts{}, "revert"), "revert once iptables works")
 	sameAsBaseline(t, l, files, tuples, state, false)
+}
+
+// keptReadsFollowUFW: a no-op apply answers from the reads the last run kept and starts no
+// ufw at all; an admin's `ufw disable`, and a kernel table flushed behind ufw's back
+// (ufw-init stop, which leaves ENABLED=yes), are each seen, and the firewall is enabled again.
+func keptReadsFollowUFW(t *testing.T, l *lab) {
+	t.Helper()
+	calls := filepath.Join(l.dir, "ufw-calls")
+	counted := filepath.Join(l.dir, "ufw-counted")
+	wrapper := "#!/bin/sh\necho \"$*\" >>" + calls + "\nexec /usr/sbin/ufw \"$@\"\n"
+	if err := os.WriteFile(counted, []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(what string) (result, []string) {
+		t.Helper()
+		os.Remove(calls)
+		r := l.emrkitRaw(runOpts{env: l.env}, counted, "apply")
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", what, r.code, r.stdout, r.stderr)
+		}
+		data, _ := os.ReadFile(calls)
+		return r, strings.FieldsFunc(string(data), func(c rune) bool { return c == '\n' })
+	}
+	apply("apply through the counting ufw") // its path is part of the fingerprint
+	if r, ran := apply("no-op apply"); len(ran) != 0 || !strings.Contains(r.stdout, "nothing to change") {
+		t.Errorf("a no-op apply over unchanged ufw state started ufw %v (took %v):\n%s", ran, r.took, r.stdout)
+	} else {
+		t.Logf("no-op apply without starting ufw took %v", r.took)
+	}
+	for _, c := range []struct{ what, cmd string }{
+		{"an admin's ufw disable", "/usr/sbin/ufw disable"},
+		{"ufw-init stop (chains flushed, ENABLED=yes kept)", "/lib/ufw/ufw-init stop"},
+	} {
+		l.ns(runOpts{}, strings.Fields(c.cmd)...)
+		if !strings.Contains(l.ufw("status"), "inactive") {
+			t.Fatalf("%s: ufw still active", c.what)
+		}
+		r, ran := apply("apply after " + c.what)
+		if !slices.Contains(ran, "--force enable") {
+			t.Errorf("apply after %s did not enable ufw again (ran %v):\n%s", c.what, ran, r.stdout)
+		}
+		if !strings.Contains(l.ufw("status"), "Status: active") || l.reach(3306, false) {
+			t.Errorf("after %s and apply: ufw is not active, or 3306 is reachable from outside", c.what)
+		}
+	}
 }

@@ -43,7 +43,12 @@ type UFW struct {
 	// Exec runs it; nil runs the real process. Tests of output parsing inject canned output;
 	// everything that changes the firewall is tested against the real ufw in a namespace.
 	Exec Exec
+	// reads, when set, keeps what ufw's read-only commands printed (DefaultEnv sets it).
+	reads *readCache
 }
+
+// readOnly are the ufw commands whose output a readCache keeps.
+var readOnly = map[string]bool{"status": true, "show added": true}
 
 // Installed reports ErrNotInstalled when the program is missing.
 func (u UFW) Installed() error {
@@ -61,6 +66,13 @@ func (u UFW) Installed() error {
 // Run runs ufw with args and returns its standard output. A failure carries ufw's own
 // message and, when iptables is what failed, says so.
 func (u UFW) Run(ctx context.Context, args ...string) (string, error) {
+	if u.reads == nil {
+		return u.run(ctx, args...)
+	}
+	return u.reads.run(ctx, args, u.run)
+}
+
+func (u UFW) run(ctx context.Context, args ...string) (string, error) {
 	if err := u.Installed(); err != nil {
 		return "", err
 	}

@@ -57,26 +57,18 @@ func (s ColumnsStep) Describe() string {
 
 // missing returns the 2FA columns Table lacks, or nil when the table is absent and optional.
 func (s ColumnsStep) missing(ctx context.Context) ([]string, error) {
-	db, err := s.DB.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if err := mariadb.ValidIdentifier(s.Table); err != nil {
 		return nil, err
 	}
-	ok, err := tableExists(ctx, db, s.Table)
+	have, err := s.DB.tableColumns(ctx, s.Table)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
+	if have == nil {
 		if s.Required {
 			return nil, fmt.Errorf("database %s has no %s table; set database.name to OSCAR's database (usually oscar_15)", s.DB.Config.Name, s.Table)
 		}
 		return nil, nil
-	}
-	have, err := columnsOf(ctx, db, s.Table)
-	if err != nil {
-		return nil, err
 	}
 	var out []string
 	for _, c := range columns {
@@ -131,6 +123,7 @@ func (s ColumnsStep) Apply(ctx context.Context, desired json.RawMessage) error {
 		return err
 	}
 	// Identifiers are validated constants; DDL takes no placeholders.
+	s.DB.changed()
 	if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER TABLE `%s` %s", s.Table, strings.Join(adds, ", "))); err != nil {
 		return fmt.Errorf("add 2FA columns to %s: %w", s.Table, err)
 	}
@@ -193,6 +186,7 @@ func (u ColumnsUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome,
 		// row format; each add/drop cycle (install, purge, install ...) then costs row size
 		// until ALTER TABLE fails with "Row size too large" after some 28 cycles.
 		q := fmt.Sprintf("ALTER TABLE `%s` %s, FORCE", d.Table, strings.Join(drop, ", "))
+		u.DB.changed()
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return 0, "", fmt.Errorf("drop 2FA columns of %s (backup in %s): %w", d.Table, file, err)
 		}

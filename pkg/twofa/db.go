@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
@@ -21,6 +22,94 @@ import (
 type DB struct {
 	Config config.Database
 	db     *sql.DB
+	seen   checks
+}
+
+// checks is what one run's checks read, once: the columns of each table and every user's 2FA
+// state. Every step of a run asks the same questions (each of 200 enrolled users' steps asks
+// whether the 2FA columns are there); only emrkit's own writes change the answers meanwhile,
+// and each of them forgets them all (DB.changed). Capture, Apply and undo read afresh.
+type checks struct {
+	tables map[string]map[string]bool // table -> its columns, nil for a table that is not there
+	users  map[string]userState       // lower-cased user name (the column's collation ignores case)
+	names  map[string]bool            // lower-cased user names, for preflights before the 2FA columns
+}
+
+// changed forgets what the run's checks read: emrkit just wrote to the database.
+func (d *DB) changed() { d.seen = checks{} }
+
+// tableColumns returns table's columns as the run's checks saw them (nil: no such table).
+func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, error) {
+	if cols, ok := d.seen.tables[table]; ok {
+		return cols, nil
+	}
+	db, err := d.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cols map[string]bool
+	ok, err := tableExists(ctx, db, table)
+	if err == nil && ok {
+		cols, err = columnsOf(ctx, db, table)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.seen.tables == nil {
+		d.seen.tables = map[string]map[string]bool{}
+	}
+	d.seen.tables[table] = cols
+	return cols, nil
+}
+
+// checkedUser returns user's 2FA state as the run's checks saw it, reading every user's in
+// one query the first time.
+func (d *DB) checkedUser(ctx context.Context, user string) (userState, error) {
+	if d.seen.users == nil {
+		db, err := d.Get(ctx)
+		if err != nil {
+			return userState{}, err
+		}
+		users, err := readUsers(ctx, db)
+		if err != nil {
+			return userState{}, err
+		}
+		d.seen.users = users
+	}
+	st, ok := d.seen.users[strings.ToLower(user)]
+	if !ok {
+		return st, noUser(user)
+	}
+	return st, nil
+}
+
+// userExists reports whether user is in security, reading every name in one query the
+// first time; it works before the 2FA columns exist.
+func (d *DB) userExists(ctx context.Context, user string) (bool, error) {
+	if d.seen.names == nil {
+		db, err := d.Get(ctx)
+		if err != nil {
+			return false, err
+		}
+		rows, err := db.QueryContext(ctx, "SELECT user_name FROM security")
+		if err != nil {
+			return false, fmt.Errorf("look up OSCAR users: %w", err)
+		}
+		defer rows.Close()
+		names := map[string]bool{}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return false, err
+			}
+			names[strings.ToLower(n)] = true
+		}
+		if err := rows.Err(); err != nil {
+			return false, err
+		}
+		d.seen.names = names
+	}
+	return d.seen.names[strings.ToLower(user)], nil
 }
 
 // Get returns the open database.

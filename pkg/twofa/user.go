@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -59,21 +60,54 @@ const erBadField = 1054
 // ErrNoUser means the user is not in OSCAR's security table.
 var ErrNoUser = errors.New("no such OSCAR user")
 
+func noUser(user string) error {
+	return fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, user)
+}
+
+func noColumns(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == erBadField {
+		return errors.New("OSCAR's 2FA columns are not in the security table yet; run `emrkit apply` first")
+	}
+	return nil
+}
+
 func readUser(ctx context.Context, db *sql.DB, user string) (userState, error) {
 	var st userState
 	err := db.QueryRowContext(ctx,
 		"SELECT totp_enabled, totp_secret, pin FROM security WHERE user_name = ?", user).Scan(&st.Enabled, &st.Secret, &st.Pin)
 	if errors.Is(err, sql.ErrNoRows) {
-		return st, fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, user)
+		return st, noUser(user)
 	}
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == erBadField {
-		return st, errors.New("OSCAR's 2FA columns are not in the security table yet; run `emrkit apply` first")
+	if e := noColumns(err); e != nil {
+		return st, e
 	}
 	if err != nil {
 		return st, fmt.Errorf("read 2FA state of %s: %w", user, err)
 	}
 	return st, nil
+}
+
+// readUsers returns every user's 2FA state, by lower-cased name.
+func readUsers(ctx context.Context, db *sql.DB) (map[string]userState, error) {
+	rows, err := db.QueryContext(ctx, "SELECT user_name, totp_enabled, totp_secret, pin FROM security")
+	if e := noColumns(err); e != nil {
+		return nil, e
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read 2FA state of OSCAR users: %w", err)
+	}
+	defer rows.Close()
+	users := map[string]userState{}
+	for rows.Next() {
+		var name string
+		var st userState
+		if err := rows.Scan(&name, &st.Enabled, &st.Secret, &st.Pin); err != nil {
+			return nil, err
+		}
+		users[strings.ToLower(name)] = st
+	}
+	return users, rows.Err()
 }
 
 func (st userState) enrolled() bool {
@@ -97,22 +131,21 @@ func (s UserStep) Preflight(ctx context.Context) error {
 	if !config.ValidUserName(s.User) {
 		return fmt.Errorf("user name %q: use letters, digits, . _ @ - (at most 30)", s.User)
 	}
-	db, err := s.DB.Get(ctx)
+	ok, err := s.DB.userExists(ctx, s.User)
 	if err != nil {
 		return err
 	}
-	var n int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM security WHERE user_name = ?", s.User).Scan(&n); err != nil {
-		return fmt.Errorf("look up OSCAR user %s: %w", s.User, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%w %q in security; fix totp.users or create the user in OSCAR first", ErrNoUser, s.User)
+	if !ok {
+		return noUser(s.User)
 	}
 	return nil
 }
 
 func (s UserStep) Check(ctx context.Context) (bool, error) {
-	_, st, err := s.read(ctx)
+	if !config.ValidUserName(s.User) {
+		return false, fmt.Errorf("user name %q: use letters, digits, . _ @ - (at most 30)", s.User)
+	}
+	st, err := s.DB.checkedUser(ctx, s.User)
 	if err != nil {
 		return false, err
 	}
@@ -149,6 +182,7 @@ func (s UserStep) Apply(ctx context.Context, desired json.RawMessage) error {
 	if err != nil {
 		return err
 	}
+	s.DB.changed()
 	if _, err := db.ExecContext(ctx,
 		"UPDATE security SET totp_secret = ?, totp_enabled = 1 WHERE user_name = ?", d.Secret, s.User); err != nil {
 		return fmt.Errorf("enrol %s: %w", s.User, err)
@@ -183,6 +217,7 @@ func (u UserUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, st
 		return 0, "", err
 	}
 	// Compare-and-swap in one statement: only a row still holding emrkit's secret changes.
+	u.DB.changed()
 	res, err := db.ExecContext(ctx,
 		"UPDATE security SET totp_secret = ?, totp_enabled = ?, pin = ? WHERE user_name = ? AND totp_secret = ? AND totp_enabled = 1",
 		b.Secret, b.Enabled, b.Pin, d.User, d.Secret)

@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,8 @@ func newApply(o *Options) *cobra.Command {
 // Apply converges the host on the firewall steps of cfg. With firewall.enable false it
 // reverts what earlier runs did.
 func Apply(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	steps, err := fw.StepsContext(ctx, cfg.Firewall, cfg.Profile, o.Env, fw.Since)
+	env := o.Env.KeepReads(filepath.Join(cfg.Paths.StateDir, fw.ReadsFile))
+	steps, err := fw.StepsContext(ctx, cfg.Firewall, cfg.Profile, env, fw.Since)
 	if err != nil {
 		return step.Report{}, err
 	}
@@ -54,7 +56,7 @@ func Apply(ctx context.Context, o *Options, cfg config.Config) (step.Report, err
 		return step.Report{}, err
 	}
 	defer j.Close()
-	r := &step.Runner{Journal: firewallOnly{j}, Undoers: fw.Undoers(o.Env), Out: o.F.Out, DryRun: o.DryRun}
+	r := &step.Runner{Journal: firewallOnly{j}, Undoers: fw.Undoers(env), Out: o.F.Out, DryRun: o.DryRun}
 	rep, err := r.Apply(ctx, steps)
 	if err != nil {
 		return rep, fmt.Errorf("firewall apply stopped: %w (the journal records what was done; fix this and run `emrkit firewall apply` again)", err)
