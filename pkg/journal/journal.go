@@ -7,6 +7,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ type Entry struct {
 	Updated time.Time       `json:"updated"`
 }
 
-type document struct {
+type file struct {
 	Format  int     `json:"format"`
 	Entries []Entry `json:"entries"`
 }
@@ -71,6 +72,9 @@ type Journal struct {
 	path    string
 	lock    *os.File
 	entries []Entry
+	// encoded holds each entry's JSON as the file has it: a Put re-encodes one entry, not
+	// the whole journal (200 enrolled users are 200 entries, each put twice in one run).
+	encoded [][]byte
 	now     func() time.Time
 }
 
@@ -92,11 +96,14 @@ func Open(dir string) (*Journal, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	entries, err := read(filepath.Join(dir, fileName))
-	if err != nil {
-		lock.Close()
-		return nil, err
+	if err == nil {
+		var encoded [][]byte
+		if encoded, err = encodeEach(entries); err == nil {
+			return &Journal{path: filepath.Join(dir, fileName), lock: lock, entries: entries, encoded: encoded, now: time.Now}, nil
+		}
 	}
-	return &Journal{path: filepath.Join(dir, fileName), lock: lock, entries: entries, now: time.Now}, nil
+	lock.Close()
+	return nil, err
 }
 
 // Read returns the entries in dir without locking, for read-only views such as status.
@@ -113,7 +120,7 @@ func read(path string) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal %s is unreadable (%v); fix its permissions (emrkit will not start a new one over it)", path, err)
 	}
-	var doc document
+	var doc file
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("journal %s is corrupt (%v); move it aside only once you know what it recorded (emrkit will not replace it)", path, err)
 	}
@@ -154,30 +161,70 @@ func (j *Journal) Put(e Entry) error {
 	}
 	now := j.now().UTC()
 	e.Updated = now
-	next := slices.Clone(j.entries)
-	if i := j.index(e.ID); i >= 0 {
+	i := j.index(e.ID)
+	e.Created = now
+	if i >= 0 {
 		e.Created = j.entries[i].Created
-		next[i] = e
-	} else {
-		e.Created = now
-		next = append(next, e)
 	}
-	return j.save(next)
+	raw, err := encodeEntry(e)
+	if err != nil {
+		return err
+	}
+	next, encoded := slices.Clone(j.entries), slices.Clone(j.encoded)
+	if i >= 0 {
+		next[i], encoded[i] = e, raw
+	} else {
+		next, encoded = append(next, e), append(encoded, raw)
+	}
+	return j.save(next, encoded)
 }
 
-func (j *Journal) save(next []Entry) error {
-	if next == nil {
-		next = []Entry{}
-	}
-	data, err := json.MarshalIndent(document{Format: FormatVersion, Entries: next}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("journal: encode: %w", err)
-	}
-	if err := fsutil.WriteAtomic(j.path, append(data, '\n'), 0o600, nil); err != nil {
+func (j *Journal) save(next []Entry, encoded [][]byte) error {
+	if err := fsutil.WriteAtomic(j.path, document(encoded), 0o600, nil); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	j.entries = next
+	j.entries, j.encoded = next, encoded
 	return nil
+}
+
+// encodeEntry is e as it stands in the file's list of entries, indented two levels deep.
+func encodeEntry(e Entry) ([]byte, error) {
+	raw, err := json.MarshalIndent(e, "    ", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode %s: %w", e.ID, err)
+	}
+	return raw, nil
+}
+
+func encodeEach(entries []Entry) ([][]byte, error) {
+	out := make([][]byte, len(entries))
+	for i, e := range entries {
+		raw, err := encodeEntry(e)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = raw
+	}
+	return out, nil
+}
+
+// document assembles the file from its encoded entries: what json.MarshalIndent(file, "",
+// "  ") prints, without encoding every entry again.
+func document(encoded [][]byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "{\n  \"format\": %d,\n  \"entries\": [", FormatVersion)
+	for i, raw := range encoded {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    ")
+		b.Write(raw)
+	}
+	if len(encoded) > 0 {
+		b.WriteString("\n  ")
+	}
+	b.WriteString("]\n}\n")
+	return b.Bytes()
 }
 
 // Delete removes the entry with id, for records that stand for no change (a deferral that
@@ -190,8 +237,7 @@ func (j *Journal) Delete(id string) error {
 	if s := j.entries[i].State; s != Deferred {
 		return fmt.Errorf("journal: refusing to delete %s entry %s; undo it instead", s, id)
 	}
-	next := slices.Delete(slices.Clone(j.entries), i, i+1)
-	return j.save(next)
+	return j.save(slices.Delete(slices.Clone(j.entries), i, i+1), slices.Delete(slices.Clone(j.encoded), i, i+1))
 }
 
 // Decode unmarshals e's desired and before states, for undoers of every kind.

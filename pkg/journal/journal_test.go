@@ -147,3 +147,56 @@ func TestDeleteOnlyDeferred(t *testing.T) {
 		t.Fatalf("entries %+v", got)
 	}
 }
+
+// The file is assembled from entries encoded one at a time; it must be exactly what encoding
+// the whole document prints, so older emrkits (and admins) read the same journal.
+func TestFileIsTheWholeDocumentIndented(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	check := func() {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(dir, fileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.MarshalIndent(file{Format: FormatVersion, Entries: j.Entries()}, "", "  ")
+		if string(got) != string(want)+"\n" {
+			t.Fatalf("file:\n%s\nwant:\n%s", got, want)
+		}
+	}
+	for i, e := range []Entry{
+		{ID: "a:1", Kind: "a", State: Pending, Desired: json.RawMessage(`{"x": [1, 2], "y": {"z": "q"}}`), Before: json.RawMessage(`{}`)},
+		{ID: "b:2", Kind: "b", State: Done, Note: "quote \" and <tag> & newline\n"},
+		{ID: "a:1", Kind: "a", State: Done, Desired: json.RawMessage(`{"x":[1,2]}`)},
+		{ID: "c:3", Kind: "c", State: Deferred, Note: "waits"},
+	} {
+		if err := j.Put(e); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		check()
+	}
+	if err := j.Delete("c:3"); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	j.Close()
+	j, err = Open(dir) // encodes what it read
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Put(Entry{ID: "d:4", Kind: "d", State: Done})
+	check()
+	j.Close()
+
+	dir = t.TempDir() // a journal whose only entry, a deferral, went: no entries at all
+	if j, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	j.Put(Entry{ID: "e:5", Kind: "e", State: Deferred})
+	j.Delete("e:5")
+	check()
+}

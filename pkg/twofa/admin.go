@@ -25,7 +25,7 @@ func Disable(ctx context.Context, d *DB, user string) (int64, error) {
 	if _, err := readUser(ctx, db, user); err != nil {
 		return 0, err
 	}
-	d.changed()
+	d.changedUser(user)
 	res, err := db.ExecContext(ctx, "UPDATE security SET totp_enabled = 0 WHERE user_name = ? AND totp_enabled <> 0", user)
 	if err != nil {
 		return 0, fmt.Errorf("disable %s: %w", user, err)

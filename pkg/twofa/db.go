@@ -28,15 +28,25 @@ type DB struct {
 // checks is what one run's checks read, once: the columns of each table and every user's 2FA
 // state. Every step of a run asks the same questions (each of 200 enrolled users' steps asks
 // whether the 2FA columns are there); only emrkit's own writes change the answers meanwhile,
-// and each of them forgets them all (DB.changed). Capture, Apply and undo read afresh.
+// and each forgets what it changed (DB.changed, DB.changedUser). Capture, Apply and undo
+// read afresh.
 type checks struct {
 	tables map[string]map[string]bool // table -> its columns, nil for a table that is not there
 	users  map[string]userState       // lower-cased user name (the column's collation ignores case)
+	stale  map[string]bool            // users written since users was read
 	names  map[string]bool            // lower-cased user names, for preflights before the 2FA columns
 }
 
-// changed forgets what the run's checks read: emrkit just wrote to the database.
+// changed forgets everything the run's checks read: emrkit changed the schema.
 func (d *DB) changed() { d.seen = checks{} }
+
+// changedUser forgets user's 2FA state: emrkit just wrote it.
+func (d *DB) changedUser(user string) {
+	if d.seen.stale == nil {
+		d.seen.stale = map[string]bool{}
+	}
+	d.seen.stale[strings.ToLower(user)] = true
+}
 
 // tableColumns returns table's columns as the run's checks saw them (nil: no such table).
 func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, error) {
@@ -65,10 +75,13 @@ func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, e
 // checkedUser returns user's 2FA state as the run's checks saw it, reading every user's in
 // one query the first time.
 func (d *DB) checkedUser(ctx context.Context, user string) (userState, error) {
-	if d.seen.users == nil {
+	if d.seen.users == nil || d.seen.stale[strings.ToLower(user)] {
 		db, err := d.Get(ctx)
 		if err != nil {
 			return userState{}, err
+		}
+		if d.seen.users != nil {
+			return readUser(ctx, db, user)
 		}
 		users, err := readUsers(ctx, db)
 		if err != nil {

@@ -182,7 +182,7 @@ func (s UserStep) Apply(ctx context.Context, desired json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	s.DB.changed()
+	s.DB.changedUser(s.User)
 	if _, err := db.ExecContext(ctx,
 		"UPDATE security SET totp_secret = ?, totp_enabled = 1 WHERE user_name = ?", d.Secret, s.User); err != nil {
 		return fmt.Errorf("enrol %s: %w", s.User, err)
@@ -217,7 +217,7 @@ func (u UserUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, st
 		return 0, "", err
 	}
 	// Compare-and-swap in one statement: only a row still holding emrkit's secret changes.
-	u.DB.changed()
+	u.DB.changedUser(d.User)
 	res, err := db.ExecContext(ctx,
 		"UPDATE security SET totp_secret = ?, totp_enabled = ?, pin = ? WHERE user_name = ? AND totp_secret = ? AND totp_enabled = 1",
 		b.Secret, b.Enabled, b.Pin, d.User, d.Secret)
