@@ -17,6 +17,10 @@ type Store interface {
 	Entries() []journal.Entry
 	Get(id string) (journal.Entry, bool)
 	Put(journal.Entry) error
+	// Settle records what a crash may lose without harm (done), written with the next Put
+	// or Flush; every run flushes before it returns.
+	Settle(journal.Entry) error
+	Flush() error
 	Delete(id string) error
 }
 
@@ -73,9 +77,9 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	// only revert and purge undo them.
 	stale := func(e journal.Entry) bool { return !planned[e.ID] && e.Origin != journal.OriginCommand }
 	if err := r.revert(ctx, stale, false, &rep); err != nil {
-		return rep, err
+		return rep, r.flush(err)
 	}
-	return rep, r.run(ctx, steps, &rep)
+	return rep, r.flush(r.run(ctx, steps, &rep))
 }
 
 // Run applies just steps, leaving every other journal entry alone (a direct command).
@@ -84,7 +88,7 @@ func (r *Runner) Run(ctx context.Context, steps []Step) (Report, error) {
 	if err := preflight(ctx, steps); err != nil {
 		return rep, err
 	}
-	return rep, r.run(ctx, steps, &rep)
+	return rep, r.flush(r.run(ctx, steps, &rep))
 }
 
 // preflight validates every step's inputs before anything changes.
@@ -190,7 +194,7 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		r.say("applied", s.Describe())
 	}
 	entry.State, entry.Note = journal.Done, ""
-	return r.put(entry)
+	return r.settle(entry)
 }
 
 func (r *Runner) apply(ctx context.Context, s Step, desired json.RawMessage) error {
@@ -216,6 +220,24 @@ func (r *Runner) put(e journal.Entry) error {
 	return r.Journal.Put(e)
 }
 
+func (r *Runner) settle(e journal.Entry) error {
+	if r.DryRun {
+		return nil
+	}
+	return r.Journal.Settle(e)
+}
+
+// flush writes what the run settled, keeping err, the run's own error, first.
+func (r *Runner) flush(err error) error {
+	if r.DryRun {
+		return err
+	}
+	if ferr := r.Journal.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
 func (r *Runner) del(id string) error {
 	if r.DryRun {
 		return nil
@@ -232,7 +254,7 @@ var ErrUnknownKind = errors.New("unknown change kind")
 func (r *Runner) Revert(ctx context.Context, match func(journal.Entry) bool) (Report, error) {
 	var rep Report
 	err := r.revert(ctx, match, true, &rep)
-	return rep, err
+	return rep, r.flush(err)
 }
 
 func (r *Runner) revert(ctx context.Context, match func(journal.Entry) bool, strict bool, rep *Report) error {
@@ -310,6 +332,8 @@ func (r *Runner) undoOne(ctx context.Context, u Undoer, e journal.Entry, rep *Re
 	if detail != "" {
 		e.Note += ": " + detail
 	}
+	// Written at once, unlike done: a later undo may take away what this one would need to
+	// look at again (the 2FA columns an enrolment's undo reads).
 	return r.put(e)
 }
 

@@ -243,3 +243,35 @@ func TestDryRunGateOpenedByEarlierStep(t *testing.T) {
 		t.Fatalf("real run: %+v %v", rep, err)
 	}
 }
+
+// crashBeforeFlush is a journal whose process dies before the run's final flush.
+type crashBeforeFlush struct{ *journal.Journal }
+
+func (crashBeforeFlush) Flush() error { return nil }
+
+// A done record is settled, not written at once: lost in a crash, it leaves the entry pending
+// in the file, and the next run finds the change on the host and finishes it.
+func TestDoneLostInACrashIsFinishedByTheNextRun(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	r := f.runner(false)
+	r.Journal = crashBeforeFlush{f.j}
+	if _, err := r.Apply(ctx, []step.Step{f.totp("1")}); err != nil {
+		t.Fatal(err)
+	}
+	f.j.Close()
+	on, err := journal.Read(filepath.Join(f.dir, "state"))
+	if err != nil || len(on) != 1 || on[0].State != journal.Pending {
+		t.Fatalf("journal file after the crash: %+v %v", on, err)
+	}
+	if f.j, err = journal.Open(filepath.Join(f.dir, "state")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.runner(false).Apply(ctx, []step.Step{f.totp("1")})
+	if err != nil || rep.Finished != 1 || !strings.Contains(f.file(t), "TOTP=1") {
+		t.Fatalf("re-run: %+v %v", rep, err)
+	}
+	if on, _ := journal.Read(filepath.Join(f.dir, "state")); on[0].State != journal.Done {
+		t.Fatalf("after the re-run: %+v", on)
+	}
+}
