@@ -10,6 +10,7 @@ debootstrap lintian piuparts dpkg-dev
 ufw iptables iproute2 netcat-openbsd
 gnupg pgpgpg oathtool
 cron debconf-utils
+apache2 curl openssl
 "
 
 missing=""
@@ -31,8 +32,8 @@ fi
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d keeps the host's own mariadb from being started by the install: tests run
-# their own private server and never touch the host's data.
+# policy-rc.d keeps the host's own mariadb and apache2 from being started by the install: tests
+# run their own private servers and never touch the host's data.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod 0755 /usr/sbin/policy-rc.d

@@ -38,6 +38,85 @@ type Config struct {
 	// Backup is written only when set: the package rewrites this file on every configure, and
 	// an older release's strict loader, run after a downgrade, must not meet a key it lacks.
 	Backup Backup `yaml:"backup,omitempty"`
+	// OpenEMR (since 0.5.0) is written only when set, for the same reason.
+	OpenEMR OpenEMR `yaml:"openemr,omitempty"`
+}
+
+// OpenEMR is the OpenEMR profile's install and the hardening applied to it. Empty values
+// mean the defaults below.
+type OpenEMR struct {
+	// Root is the OpenEMR tree; empty probes OpenEMRRoots.
+	Root string `yaml:"root,omitempty"`
+	// Site is the directory under sites/ whose sqlconf.php names the database ("default").
+	Site string `yaml:"site,omitempty"`
+	// WebUser runs PHP (Debian's Apache: www-data); sqlconf.php is left readable by its group.
+	WebUser string `yaml:"web_user,omitempty"`
+	// HTTPSRedirect sends plain HTTP to HTTPS (Apache must have an SSL site enabled).
+	HTTPSRedirect bool `yaml:"https_redirect,omitempty"`
+	// PasswordPolicy overrides the strong defaults of OpenEMR's password globals.
+	PasswordPolicy PasswordPolicy `yaml:"password_policy,omitempty"`
+}
+
+// PasswordPolicy is the values emrkit gives OpenEMR's password globals; nil means the
+// default in DefaultPasswordPolicy.
+type PasswordPolicy struct {
+	SecurePassword  *int `yaml:"secure_password,omitempty"`
+	MinimumLength   *int `yaml:"gbl_minimum_password_length,omitempty"`
+	History         *int `yaml:"password_history,omitempty"`
+	ExpirationDays  *int `yaml:"password_expiration_days,omitempty"`
+	MaxFailedLogins *int `yaml:"password_max_failed_logins,omitempty"`
+}
+
+// OpenEMRRoots are probed, in order, when openemr.root is empty.
+var OpenEMRRoots = []string{"/var/www/openemr", "/var/www/html/openemr"}
+
+// OpenEMR defaults.
+const (
+	DefaultOpenEMRSite    = "default"
+	DefaultOpenEMRWebUser = "www-data"
+)
+
+// SiteName is openemr.site or its default.
+func (o OpenEMR) SiteName() string {
+	if o.Site == "" {
+		return DefaultOpenEMRSite
+	}
+	return o.Site
+}
+
+// WebUserName is openemr.web_user or its default.
+func (o OpenEMR) WebUserName() string {
+	if o.WebUser == "" {
+		return DefaultOpenEMRWebUser
+	}
+	return o.WebUser
+}
+
+// PasswordGlobal is one of OpenEMR's password globals with the value emrkit gives it.
+type PasswordGlobal struct {
+	Name  string
+	Value int
+	// Min, Max bound the values OpenEMR's Globals screen offers.
+	Min, Max int
+}
+
+// Globals returns the five password globals with the configured values or the defaults:
+// strong passwords on, at least 12 characters, the last 5 not reused, a change every 180
+// days, and an account locked after 10 failed logins (OpenEMR 7.0 shipped 0: no limit).
+func (p PasswordPolicy) Globals() []PasswordGlobal {
+	pick := func(v *int, def int) int {
+		if v == nil {
+			return def
+		}
+		return *v
+	}
+	return []PasswordGlobal{
+		{"secure_password", pick(p.SecurePassword, 1), 0, 1},
+		{"gbl_minimum_password_length", pick(p.MinimumLength, 12), 0, 20},
+		{"password_history", pick(p.History, 5), 0, 5},
+		{"password_expiration_days", pick(p.ExpirationDays, 180), 0, 3650},
+		{"password_max_failed_logins", pick(p.MaxFailedLogins, 10), 0, 1000},
+	}
 }
 
 // Backup is the retention of `emrkit backup`.
@@ -93,6 +172,9 @@ type Firewall struct {
 	SSHPort   Port     `yaml:"ssh_port"` // 0 = detect
 	Deny      []Port   `yaml:"deny"`
 	AllowFrom []string `yaml:"allow_from"`
+	// AllowHTTP opens port 80 to everyone (certbot's challenges, a redirect to HTTPS); since
+	// 0.5.0, written only when set.
+	AllowHTTP bool `yaml:"allow_http,omitempty"`
 }
 
 type Paths struct {
@@ -186,6 +268,8 @@ var (
 	identifier = regexp.MustCompile(`^[A-Za-z0-9_$]{1,64}$`)
 	// OSCAR's security.user_name; no quotes, blanks or separators.
 	userName = regexp.MustCompile(`^[A-Za-z0-9_.@\-]{1,30}$`)
+	// A directory under OpenEMR's sites/.
+	siteName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$`)
 )
 
 // ValidUserName reports whether name is acceptable as an OSCAR user name.
@@ -281,6 +365,27 @@ func (c Config) Validate() error {
 		func() error { return abs("paths.state_dir", c.Paths.StateDir, false) },
 		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
 		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
+		func() error { return abs("openemr.root", c.OpenEMR.Root, true) },
+		func() error {
+			if s := c.OpenEMR.Site; s != "" && !siteName.MatchString(s) {
+				return fmt.Errorf("openemr.site: %q is not a site directory name (letters, digits, . _ -)", s)
+			}
+			return nil
+		},
+		func() error {
+			if u := c.OpenEMR.WebUser; u != "" && !userName.MatchString(u) {
+				return fmt.Errorf("openemr.web_user: %q is not a user name", u)
+			}
+			return nil
+		},
+		func() error {
+			for _, g := range c.OpenEMR.PasswordPolicy.Globals() {
+				if g.Value < g.Min || g.Value > g.Max {
+					return fmt.Errorf("openemr.password_policy.%s: %d is out of range (%d-%d)", g.Name, g.Value, g.Min, g.Max)
+				}
+			}
+			return nil
+		},
 		func() error {
 			if n := c.Backup.KeepBackups(); n < 0 {
 				return fmt.Errorf("backup.keep: %d is not a number of backups (0 keeps all)", n)

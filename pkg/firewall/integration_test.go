@@ -45,6 +45,34 @@ func TestNamespaceFirewall(t *testing.T) {
 	t.Run("admin-rules-ssh2222", func(t *testing.T) { t.Parallel(); scenarioAdmin(t, mk(t, 2)) })
 	t.Run("bad-input", func(t *testing.T) { t.Parallel(); scenarioBadInput(t, mk(t, 3)) })
 	t.Run("ufw-missing-iptables-unusable", func(t *testing.T) { t.Parallel(); scenarioBrokenTools(t, mk(t, 4)) })
+	t.Run("openemr-allow-http", func(t *testing.T) { t.Parallel(); scenarioOpenEMR(t, mk(t, 5)) })
+}
+
+// scenarioOpenEMR: the OpenEMR profile opens 443 and SSH only, and 80 with allow_http
+// (certbot, the redirect to HTTPS); undo closes them again, 80 first.
+func scenarioOpenEMR(t *testing.T, l *lab) {
+	ports := []int{22, 80, 443, 8443, 3306}
+	for _, p := range ports {
+		l.listen(p, false)
+	}
+	l.env = []string{"SSH_CONNECTION=10.213.5.2 50022 10.213.5.1 22"}
+	files, tuples, state := l.files(), l.tuples(), l.ufwState()
+	m := newMatrix(ports...)
+	m.record("baseline", l.probe(ports))
+	l.writeProfileConfig("openemr", "{enable: true, https_port: 443, deny: [3306], allow_http: true}")
+	l.ok(l.emrkit(runOpts{}, "apply"), "apply")
+	m.record("after apply", l.probe(ports))
+	l.writeProfileConfig("openemr", "{enable: true, https_port: 443, deny: [3306]}")
+	l.ok(l.emrkit(runOpts{}, "apply"), "apply without allow_http")
+	m.record("allow_http off", l.probe(ports))
+	l.ok(l.emrkit(runOpts{}, "revert"), "revert")
+	m.record("after undo", l.probe(ports))
+	t.Logf("connection matrix (OpenEMR, allow_http, then off):\n%s", m)
+	m.expect(t, "baseline", ports...)
+	m.expect(t, "after apply", 22, 80, 443)
+	m.expect(t, "allow_http off", 22, 443)
+	m.expect(t, "after undo", ports...)
+	sameAsBaseline(t, l, files, tuples, state, false)
 }
 
 // emrkitLines counts the rules carrying emrkit's comment in `ufw show added`.

@@ -198,10 +198,12 @@ func newLab(t *testing.T, n int, bin, nsrun, hostNet, hostMnt string) *lab {
 	return l
 }
 
-func (l *lab) writeConfig(firewall string) {
+func (l *lab) writeConfig(firewall string) { l.writeProfileConfig("oscar", firewall) }
+
+func (l *lab) writeProfileConfig(profile, firewall string) {
 	l.t.Helper()
-	y := fmt.Sprintf("profile: oscar\nfirewall: %s\npaths: {state_dir: %s, backup_dir: %s, cron_file: %s}\n",
-		firewall, l.state, filepath.Join(l.dir, "backup"), filepath.Join(l.dir, "cron"))
+	y := fmt.Sprintf("profile: %s\nfirewall: %s\npaths: {state_dir: %s, backup_dir: %s, cron_file: %s}\n",
+		profile, firewall, l.state, filepath.Join(l.dir, "backup"), filepath.Join(l.dir, "cron"))
 	if err := os.WriteFile(l.cfg, []byte(y), 0o600); err != nil {
 		l.t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ const (
 	PurposeSSH       Purpose = "ssh"
 	PurposeHTTPS     Purpose = "https"
 	PurposeLocalOnly Purpose = "local-only"
+	PurposeHTTP      Purpose = "http"
 )
 
 // Rule is one incoming rule emrkit manages, in the form it is journaled.

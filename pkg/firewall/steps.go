@@ -88,6 +88,29 @@ func StepsContext(ctx context.Context, cfg config.Firewall, profile string, env 
 	return steps, nil
 }
 
+// HTTPSince is the release that introduced firewall.allow_http.
+const HTTPSince = "0.5.0"
+
+// HTTPSteps opens port 80 to everyone when firewall.allow_http says so (certbot's challenges,
+// a redirect to HTTPS). They run after StepsContext's: allowing more once ufw is enabled
+// cannot lock anyone out, and undo, newest first, closes it before anything else.
+func HTTPSteps(ctx context.Context, cfg config.Firewall, env Env, since string) ([]step.Step, error) {
+	if !cfg.Enable || !cfg.AllowHTTP {
+		return nil, nil
+	}
+	for i, p := range cfg.Deny {
+		if p.N == 80 {
+			return nil, fmt.Errorf("firewall.deny[%d]: 80 is opened by firewall.allow_http; a port cannot be both opened and denied", i)
+		}
+	}
+	s := ruleStep{env: env, rule: Rule{Action: Allow, Port: 80, Proto: "tcp", From: Any, Comment: Comment, Purpose: PurposeHTTP}, since: since}
+	if reason := env.chrootReason(ctx); reason != "" {
+		return []step.Step{step.Unavailable{StepID: s.ID(), StepKind: KindRule, StepTarget: s.Target(), StepSince: since,
+			What: s.Describe(), Reason: reason}}, nil
+	}
+	return []step.Step{s}, nil
+}
+
 // Undoers reverses every firewall kind. Those that run ufw refuse in a chroot (an error
 // keeps the entry for a later undo) and skip when ufw is no longer installed.
 func Undoers(env Env) step.Registry {

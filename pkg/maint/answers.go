@@ -52,6 +52,19 @@ var Questions = []Question{
 	{"emrkit/ssh-port", "firewall.ssh_port",
 		func(c config.Config) string { return portText(c.Firewall.SSHPort) },
 		func(c *config.Config, v string) error { return setPort(&c.Firewall.SSHPort, v, true) }},
+	{"emrkit/openemr-root", "openemr.root",
+		func(c config.Config) string { return c.OpenEMR.Root },
+		func(c *config.Config, v string) error { c.OpenEMR.Root = strings.TrimSpace(v); return nil }},
+	{"emrkit/openemr-site", "openemr.site",
+		func(c config.Config) string { return c.OpenEMR.SiteName() },
+		func(c *config.Config, v string) error {
+			// The default stays out of the file (an older release's loader does not know the key).
+			if v = strings.TrimSpace(v); v == config.DefaultOpenEMRSite {
+				v = ""
+			}
+			c.OpenEMR.Site = v
+			return nil
+		}},
 	{"emrkit/migrations", "migrations",
 		func(c config.Config) string { return strings.Join(c.Migrations, ", ") },
 		func(c *config.Config, v string) error { c.Migrations = splitList(v); return nil }},

@@ -463,7 +463,7 @@ func TestBadInput(t *testing.T) {
 	// a command's open connection errors.
 	srv.Stop()
 	lazy := g.env()
-	lazy.DB = &twofa.DB{Config: g.cfg}
+	lazy.DB = twofa.NewDB(g.cfg)
 	r = g.runner(lazy)
 	rep, err := r.Apply(ctx, mustSteps(t, lazy, "roster-enrolled-to"))
 	if err != nil || rep.Deferred != 1 {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/config"
@@ -17,7 +18,9 @@ import (
 	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/firewall"
 	"github.com/emrkit/emrkit/pkg/managedfile"
+	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/migrate"
+	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/pgp"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -34,6 +37,8 @@ type Host struct {
 	Firewall firewall.Env
 	// PGP is gpg, pgpgpg and the files of OSCAR's export encryption.
 	PGP pgp.Env
+	// OpenEMR is where OpenEMR and Apache are.
+	OpenEMR openemr.Env
 }
 
 // DefaultHost probes where Debian's OSCAR packages put oscar.properties (Tomcat 9, 8, 7).
@@ -47,6 +52,7 @@ func DefaultHost() Host {
 		ConfigPath: config.DefaultPath,
 		Firewall:   firewall.DefaultEnv(),
 		PGP:        pgp.DefaultEnv(),
+		OpenEMR:    openemr.DefaultEnv(),
 	}
 }
 
@@ -55,11 +61,19 @@ func DefaultHost() Host {
 type Plan struct {
 	Steps   []step.Step
 	Undoers step.Registry
-	db      *twofa.DB
+	// Warnings are what the host should know and the plan does not change.
+	Warnings func(context.Context) []string
+	db       *twofa.DB
+	openemr  *mariadb.Shared
 }
 
-// Close releases the database connection, if one was opened.
-func (p *Plan) Close() error { return p.db.Close() }
+// Close releases the database connections that were opened.
+func (p *Plan) Close() error {
+	if p.openemr != nil {
+		p.openemr.Close()
+	}
+	return p.db.Close()
+}
 
 // env is what catalogue items build from.
 type env struct {
@@ -68,6 +82,7 @@ type env struct {
 	since string
 	db    *twofa.DB
 	uris  *twofa.URIFile
+	plan  *Plan
 }
 
 type item struct {
@@ -83,7 +98,9 @@ var catalogue = []item{
 	{since: "0.1.0", build: twofaUsers},
 	{since: "0.1.0", build: pinCron},
 	{since: "0.1.0", build: totpSwitch},
+	{since: openemr.Since, build: openemrHardening},
 	{since: firewall.Since, build: firewallRules},
+	{since: firewall.HTTPSince, build: firewallHTTP},
 	{since: pgp.Since, build: pgpExports},
 	{since: migrate.Since, build: migrations},
 }
@@ -92,9 +109,10 @@ var catalogue = []item{
 // database when they first need it.
 func New(cfg config.Config, h Host, version string) (*Plan, error) {
 	h.Firewall = h.Firewall.KeepReads(filepath.Join(cfg.Paths.StateDir, firewall.ReadsFile))
-	e := env{cfg: cfg, host: h, db: &twofa.DB{Config: cfg.Database},
+	e := env{cfg: cfg, host: h, db: twofa.NewDB(cfg.Database),
 		uris: &twofa.URIFile{Path: filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)}}
-	p := &Plan{db: e.db, Undoers: undoers(e)}
+	p := &Plan{db: e.db, Undoers: undoers(e), Warnings: func(context.Context) []string { return nil }}
+	e.plan = p
 	for _, it := range catalogue {
 		ok, err := debversion.AtMost(it.since, version)
 		if err != nil {
@@ -127,7 +145,31 @@ func undoers(e env) step.Registry {
 	maps.Copy(r, firewall.Undoers(e.host.Firewall))
 	maps.Copy(r, pgp.Undoers(e.host.PGP))
 	maps.Copy(r, migrate.Undoers(migrateEnv(e)))
+	maps.Copy(r, openemr.Undoers(e.host.OpenEMR, e.cfg.Database))
 	return r
+}
+
+// openemrHardening is "Securing OpenEMR": scripts locked, sqlconf.php, Apache, password globals.
+func openemrHardening(e env) ([]step.Step, error) {
+	if e.cfg.Profile != "openemr" {
+		return nil, nil
+	}
+	h, err := openemr.Steps(e.cfg, e.host.OpenEMR, e.since)
+	if err != nil {
+		return nil, err
+	}
+	if h.DB != nil {
+		e.plan.openemr = h.DB
+		e.plan.Warnings = func(ctx context.Context) []string { return openemr.Warnings(ctx, h.DB) }
+	}
+	return h.Steps, nil
+}
+
+// firewallHTTP opens port 80 when firewall.allow_http says so.
+func firewallHTTP(e env) ([]step.Step, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return firewall.HTTPSteps(ctx, e.cfg.Firewall, e.host.Firewall, e.since)
 }
 
 // migrateEnv is the data migrations' environment: the shared connection (a database that is

@@ -73,7 +73,7 @@ func BenchmarkEnrolVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer j.Close()
-	d := &DB{Config: cfg}
+	d := NewDB(cfg)
 	defer d.Close()
 	uris := &URIFile{Path: filepath.Join(state, URIFileName)}
 	r := &step.Runner{Journal: j, Out: io.Discard, Origin: journal.OriginCommand,
@@ -85,7 +85,8 @@ func BenchmarkEnrolVerify(b *testing.B) {
 		if _, err := r.Run(ctx, []step.Step{s}); err != nil {
 			b.Fatal(err)
 		}
-		st, _ := readUser(ctx, d.db, "oscardoc")
+		db, _ := d.Get(ctx)
+		st, _ := readUser(ctx, db, "oscardoc")
 		at = at.Add(totp.Period) // a fresh time step each round: codes are single-use
 		v.Now = func() time.Time { return at }
 		code, _ := totp.Code(st.Secret.String, at)

@@ -7,23 +7,22 @@ package twofa
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
-	"github.com/emrkit/emrkit/pkg/step"
 )
 
-// DB opens the EMR database on first use and shares the connection among one run's steps.
-// A server that is not there, or a database not created yet, defers the steps (the EMR is
-// not installed yet); any other failure is an error.
+// DB is the EMR database shared by one run's steps (mariadb.Shared), with what the run's 2FA
+// checks read.
 type DB struct {
-	Config config.Database
-	db     *sql.DB
-	seen   checks
+	mariadb.Shared
+	seen checks
 }
+
+// NewDB returns the database of cfg, opened on first use.
+func NewDB(cfg config.Database) *DB { return &DB{Shared: mariadb.Shared{Config: cfg}} }
 
 // checks is what one run's checks read, once: the columns of each table and every user's 2FA
 // state. Every step of a run asks the same questions (each of 200 enrolled users' steps asks
@@ -123,30 +122,6 @@ func (d *DB) userExists(ctx context.Context, user string) (bool, error) {
 		d.seen.names = names
 	}
 	return d.seen.names[strings.ToLower(user)], nil
-}
-
-// Get returns the open database.
-func (d *DB) Get(ctx context.Context) (*sql.DB, error) {
-	if d.db != nil {
-		return d.db, nil
-	}
-	db, err := mariadb.Open(ctx, d.Config)
-	if errors.Is(err, mariadb.ErrUnreachable) || errors.Is(err, mariadb.ErrNoDatabase) {
-		return nil, &step.DeferredError{Reason: err.Error()}
-	}
-	if err != nil {
-		return nil, err
-	}
-	d.db = db
-	return db, nil
-}
-
-// Close closes the connection if it was opened.
-func (d *DB) Close() error {
-	if d.db == nil {
-		return nil
-	}
-	return d.db.Close()
 }
 
 // tableExists reports whether table is in the current database.

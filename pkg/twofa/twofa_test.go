@@ -37,7 +37,7 @@ func newFixture(t *testing.T, srv *mariadbtest.Server, name string, modern bool)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
-	db := &DB{Config: cfg}
+	db := NewDB(cfg)
 	t.Cleanup(func() { db.Close() })
 	return &fixture{srv: srv, db: db, sql: raw, j: j, state: state, uris: &URIFile{Path: filepath.Join(state, URIFileName)}}
 }
@@ -278,13 +278,13 @@ func TestBadInput(t *testing.T) {
 
 	// A database without OSCAR's security table: the wrong database.
 	empty := srv.CreateDatabase(t, "not_oscar")
-	_, err := f.runner().Apply(ctx, []step.Step{ColumnsStep{DB: &DB{Config: empty}, Table: "security", Required: true}})
+	_, err := f.runner().Apply(ctx, []step.Step{ColumnsStep{DB: NewDB(empty), Table: "security", Required: true}})
 	if err == nil || !strings.Contains(err.Error(), "has no security table; set database.name") {
 		t.Fatalf("missing table: %v", err)
 	}
 
 	// MariaDB down: the steps wait (deferred) rather than fail an install.
-	down := &DB{Config: f.db.Config}
+	down := NewDB(f.db.Config)
 	srv.Stop()
 	_, err = down.Get(ctx)
 	var d *step.DeferredError

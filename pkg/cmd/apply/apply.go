@@ -53,6 +53,9 @@ func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error
 		return step.Report{}, err
 	}
 	defer s.Close()
+	for _, w := range s.Plan.Warnings(ctx) {
+		fmt.Fprintf(o.F.Err, "WARNING: %s (emrkit reports this and changes nothing)\n", w)
+	}
 	rep, err := s.Runner.Apply(ctx, s.Plan.Steps)
 	if err != nil {
 		return rep, fmt.Errorf("apply stopped: %w (the journal records what was done; fix this and run `emrkit apply` again)", err)

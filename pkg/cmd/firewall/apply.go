@@ -48,6 +48,11 @@ func Apply(ctx context.Context, o *Options, cfg config.Config) (step.Report, err
 	if err != nil {
 		return step.Report{}, err
 	}
+	http, err := fw.HTTPSteps(ctx, cfg.Firewall, env, fw.HTTPSince)
+	if err != nil {
+		return step.Report{}, err
+	}
+	steps = append(steps, http...)
 	if len(steps) == 0 {
 		fmt.Fprintln(o.F.Out, "firewall.enable is false: reverting emrkit's firewall changes, if any")
 	}

@@ -37,7 +37,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 
 // open connects to the EMR database; unlike apply, a command run by hand does not defer.
 func open(ctx context.Context, cfg config.Config) (*twofa.DB, error) {
-	db := &twofa.DB{Config: cfg.Database}
+	db := twofa.NewDB(cfg.Database)
 	if _, err := db.Get(ctx); err != nil {
 		var d *step.DeferredError
 		if errors.As(err, &d) {

@@ -1,0 +1,375 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/internal/openemrfixture"
+	"github.com/emrkit/emrkit/internal/testbin"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+)
+
+// apacheLab is Debian's real apache2 serving a fixture OpenEMR tree on 127.0.0.1:8081, in a
+// mount and network namespace of the test's own: /etc/apache2, /var/lib/apache2 and Apache's
+// run and log directories are private copies, so nothing of the host's Apache is touched,
+// and a2enconf, apache2ctl and emrkit inside work on the real paths.
+type apacheLab struct {
+	t    *testing.T
+	pid  int // the namespace's keeper process
+	root string
+	priv string
+}
+
+const labSite = `Alias /openemr %[1]s
+<Directory %[1]s>
+	AllowOverride FileInfo
+	Options -Indexes
+	Require all granted
+</Directory>
+<Directory %[1]s/sites>
+	AllowOverride None
+</Directory>
+# A site-wide grant of the kind admins add: emrkit's denies must still win.
+<Location /openemr>
+	Require all granted
+</Location>
+`
+
+func newApacheLab(t *testing.T, root string) *apacheLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the Apache lab needs root (namespaces, mounts); run `make test` as root")
+	}
+	for _, tool := range []string{"/usr/sbin/apache2", "/usr/sbin/a2enconf", "unshare", "nsenter", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the Apache lab needs %s (scripts/deps.sh installs apache2, curl): %v", tool, err)
+		}
+	}
+	l := &apacheLab{t: t, root: root, priv: t.TempDir()}
+	must(t, os.WriteFile(filepath.Join(l.priv, "openemr.conf"), []byte(fmt.Sprintf(labSite, root)), 0o644))
+	setup := `set -e
+priv=$1
+ip link set lo up
+cp -a /etc/apache2 "$priv/etc"; cp -a /var/lib/apache2 "$priv/lib"
+mount --bind "$priv/etc" /etc/apache2; mount --bind "$priv/lib" /var/lib/apache2
+mkdir -p /var/run/apache2 /var/log/apache2
+mount -t tmpfs lab /var/run/apache2; mount -t tmpfs lab /var/log/apache2
+printf 'Listen 127.0.0.1:8081\n' >/etc/apache2/ports.conf
+printf 'ServerName openemr.lab\n' >/etc/apache2/conf-available/lab-servername.conf
+cp "$priv/openemr.conf" /etc/apache2/sites-available/openemr.conf
+a2dissite -q 000-default >/dev/null; a2ensite -q openemr >/dev/null; a2enmod -q rewrite >/dev/null; a2enconf -q lab-servername >/dev/null
+apache2ctl start
+echo ready
+exec sleep 100000`
+	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", setup, "sh", l.priv)
+	out, err := cmd.StdoutPipe()
+	must(t, err)
+	cmd.Stderr = os.Stderr
+	must(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 6)
+	if _, err := out.Read(buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("Apache lab did not start: %q %v", buf, err)
+	}
+	l.pid = cmd.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); l.code("/openemr/index.php") != 200; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Apache in the lab does not answer: %s", l.sh("tail -5 /var/log/apache2/error.log"))
+		}
+	}
+	return l
+}
+
+// run runs argv inside the lab's namespaces.
+func (l *apacheLab) run(env []string, argv ...string) result {
+	l.t.Helper()
+	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(l.pid), "-m", "-n", "--"}, argv...)...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}, env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		l.t.Fatal(err)
+	}
+	return r
+}
+
+func (l *apacheLab) sh(script string) string {
+	l.t.Helper()
+	r := l.run(nil, "sh", "-c", script)
+	return r.stdout + r.stderr
+}
+
+// apacheState is the lab's /etc/apache2 and /var/lib/apache2 (a2enconf's record), file by file.
+func (l *apacheLab) apacheState() map[string]string {
+	snap := treeSnapshot(l.t, filepath.Join(l.priv, "etc"))
+	for k, v := range treeSnapshot(l.t, filepath.Join(l.priv, "lib")) {
+		snap["/var/lib/apache2"+k] = v
+	}
+	return snap
+}
+
+// code is the HTTP status of GET path over plain HTTP.
+func (l *apacheLab) code(path string) int {
+	r := l.run(nil, "curl", "-s", "-o", "/dev/null", "--path-as-is", "-w", "%{http_code}", "http://127.0.0.1:8081"+path)
+	n, _ := strconv.Atoi(r.stdout)
+	return n
+}
+
+// codes is the status of every path the acceptance names.
+func (l *apacheLab) codes(paths []string) map[string]int {
+	out := map[string]int{}
+	for _, p := range paths {
+		out[p] = l.code("/openemr/" + p)
+	}
+	return out
+}
+
+// treeSnapshot is every file's mode, owner and content hash under dir, for before/after checks.
+func treeSnapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	snap := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		v := fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			v += " -> " + target
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			v += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		snap[strings.TrimPrefix(p, dir)] = v
+		return nil
+	})
+	must(t, err)
+	return snap
+}
+
+func diffSnap(a, b map[string]string) []string {
+	var d []string
+	for k, v := range a {
+		if b[k] != v {
+			d = append(d, fmt.Sprintf("%s: %q -> %q", k, v, b[k]))
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok {
+			d = append(d, fmt.Sprintf("%s: new %q", k, v))
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+// TestOpenEMRHardeningUnderRealApache: the fixture OpenEMR served by Debian's apache2 answers
+// 200 for a patient document and the setup scripts before `emrkit apply`, 403 after, while
+// the login page, the portal, the API and OAuth2 rewrites and the code-set imports keep
+// working; `emrkit revert --all` puts back every HTTP answer, file mode and owner, Apache's
+// enabled confs and a2enconf's state, and the globals table byte for byte.
+func TestOpenEMRHardeningUnderRealApache(t *testing.T) {
+	www, err := user.Lookup("www-data")
+	must(t, err)
+	uid, _ := strconv.Atoi(www.Uid)
+	gid, _ := strconv.Atoi(www.Gid)
+	dir := t.TempDir()
+	// Apache's www-data walks down to the tree.
+	must(t, os.Chmod(filepath.Dir(dir), 0o755))
+	must(t, os.Chmod(dir, 0o755))
+	root := filepath.Join(dir, "openemr")
+	must(t, (openemrfixture.Tree{Major: 7, Database: "openemr", UID: uid, GID: gid}).Write(root))
+
+	srv := mariadbtest.Start(t)
+	dbc := srv.CreateDatabase(t, "openemr")
+	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
+		_, err := srv.DB(t, "openemr").Exec(q)
+		must(t, err)
+	}
+	cfgPath := filepath.Join(dir, "emrkit.yaml")
+	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s}\nfirewall: {enable: false}\n"+
+		"paths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, root, dir, dir, dir)), 0o600))
+	bin := testbin.Emrkit(t, "0.5.0-1")
+	l := newApacheLab(t, root)
+	emrkit := func(args ...string) result {
+		t.Helper()
+		return l.run(nil, append([]string{bin, "--config", cfgPath}, args...)...)
+	}
+
+	denied := []string{"sites/default/documents/1/referral.pdf", "sites/default/documents/era/remit.835", "sites/default/sqlconf.php",
+		"setup.php", "admin.php", "sql_upgrade.php", "sql_patch.php", "acl_upgrade.php", "ippf_upgrade.php",
+		"contrib/util/installScripts/InstallerAuto.php", "sites/default//documents/1/referral.pdf", "./setup.php", "%73etup.php"}
+	served := []string{"index.php", "interface/admin.php", "portal/index.php", "portal/patient/provider/list",
+		"apis/default/fhir/metadata", "oauth2/default/authorize", "contrib/icd9/load.txt", "contrib/icd10/load.txt", "gacl/admin/index.php"}
+	paths := append(append([]string{}, denied...), served...)
+	codesBefore := l.codes(paths)
+	for _, p := range paths {
+		if codesBefore[p] != 200 {
+			t.Errorf("before apply: %s answers %d, want 200 (the fixture serves everything)", p, codesBefore[p])
+		}
+	}
+	treeBefore := treeSnapshot(t, root)
+	apacheBefore := l.apacheState()
+	dbBefore := srv.Dump(t, "openemr")
+
+	r := emrkit("apply")
+	if r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	t.Logf("apply:\n%s%s", r.stdout, r.stderr)
+	after := l.codes(paths)
+	for _, p := range denied {
+		if after[p] != 403 {
+			t.Errorf("after apply: %s answers %d, want 403", p, after[p])
+		}
+	}
+	for _, p := range served {
+		if after[p] != 200 {
+			t.Errorf("after apply: %s answers %d, want 200 (it must keep working)", p, after[p])
+		}
+	}
+	for rel, want := range map[string]string{"setup.php": "-rw------- 0:0", "sql_upgrade.php": "-rw------- 0:0",
+		"sites/default/sqlconf.php": fmt.Sprintf("-rw-r----- 0:%d", gid)} {
+		if got := treeSnapshot(t, filepath.Join(root, rel))[""]; !strings.HasPrefix(got, want+" ") {
+			t.Errorf("%s is %q, want %s", rel, got, want)
+		}
+	}
+	for _, doc := range []string{"/sites/default/documents/1/referral.pdf", "/sites/default/documents/logs_and_misc/methods/one"} {
+		if now := treeSnapshot(t, root)[doc]; now != treeBefore[doc] {
+			t.Errorf("%s changed: %q -> %q (emrkit never touches documents)", doc, treeBefore[doc], now)
+		}
+	}
+	if !strings.Contains(l.sh("ls /etc/apache2/conf-enabled"), "emrkit-openemr.conf") {
+		t.Error("emrkit-openemr.conf is not enabled")
+	}
+	if r := emrkit("apply"); r.code != 0 || !strings.Contains(r.stdout, "nothing to change") {
+		t.Errorf("second apply: %+v", r)
+	}
+	if r := emrkit("status"); r.code != 0 {
+		t.Errorf("status after apply: %+v", r)
+	}
+
+	r = emrkit("revert", "--all")
+	if r.code != 0 {
+		t.Fatalf("revert: %+v", r)
+	}
+	if got := l.codes(paths); fmt.Sprint(got) != fmt.Sprint(codesBefore) {
+		t.Errorf("HTTP answers after undo:\n%v\nwant\n%v", got, codesBefore)
+	}
+	if d := diffSnap(treeBefore, treeSnapshot(t, root)); len(d) > 0 {
+		t.Errorf("the tree after undo differs: %v", d)
+	}
+	if d := diffSnap(apacheBefore, l.apacheState()); len(d) > 0 {
+		t.Errorf("Apache's configuration or a2enconf's state after undo differs: %v", d)
+	}
+	if got := srv.Dump(t, "openemr"); got != dbBefore {
+		t.Errorf("database after undo differs:\n%s\nwant\n%s", got, dbBefore)
+	}
+
+	// Apache's configuration broken by someone else: emrkit adds nothing to it.
+	l.sh("printf 'NoSuchDirective on\\n' >/etc/apache2/conf-enabled/broken.conf")
+	r = emrkit("apply")
+	if r.code == 0 || !strings.Contains(r.stderr, "fails its test before emrkit changes anything") {
+		t.Errorf("apply with a broken Apache configuration: %+v", r)
+	}
+	if strings.Contains(l.sh("ls /etc/apache2/conf-available /etc/apache2/conf-enabled"), "emrkit-openemr") {
+		t.Error("emrkit's snippet was written although Apache's configuration failed its test")
+	}
+	l.sh("rm /etc/apache2/conf-enabled/broken.conf")
+	if r := emrkit("revert", "--all"); r.code != 0 {
+		t.Fatalf("revert after the broken run: %+v", r)
+	}
+	if d := diffSnap(treeBefore, treeSnapshot(t, root)); len(d) > 0 {
+		t.Errorf("the tree after the second undo differs: %v", d)
+	}
+}
+
+// TestOpenEMRRedirectToHTTPS: with openemr.https_redirect and an SSL site enabled, plain HTTP
+// is sent to HTTPS (but for certbot's challenges), HTTPS still denies the setup scripts and
+// serves the login page; undo brings plain HTTP back. Without an SSL site, apply refuses.
+func TestOpenEMRRedirectToHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.Chmod(filepath.Dir(dir), 0o755))
+	must(t, os.Chmod(dir, 0o755))
+	root := filepath.Join(dir, "openemr")
+	must(t, (openemrfixture.Tree{Major: 8, Database: "openemr"}).Write(root))
+	srv := mariadbtest.Start(t)
+	dbc := srv.CreateDatabase(t, "openemr")
+	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
+		_, err := srv.DB(t, "openemr").Exec(q)
+		must(t, err)
+	}
+	cfgPath := filepath.Join(dir, "emrkit.yaml")
+	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s, https_redirect: true}\n"+
+		"firewall: {enable: false}\npaths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, root, dir, dir, dir)), 0o600))
+	bin := testbin.Emrkit(t, "0.5.0-1")
+	l := newApacheLab(t, root)
+	emrkit := func(args ...string) result { return l.run(nil, append([]string{bin, "--config", cfgPath}, args...)...) }
+
+	if r := emrkit("apply"); r.code == 0 || !strings.Contains(r.stderr, "no SSL site enabled") {
+		t.Fatalf("apply with https_redirect and no SSL site: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "journal.json")); err == nil && strings.Contains(read(t, filepath.Join(dir, "state", "journal.json")), "done") {
+		t.Fatal("a refused apply journaled changes")
+	}
+	l.sh(`set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=openemr.lab -keyout /etc/apache2/lab.key -out /etc/apache2/lab.crt 2>/dev/null
+printf 'Listen 127.0.0.1:8443\n<VirtualHost 127.0.0.1:8443>\n\tSSLEngine on\n\tSSLCertificateFile /etc/apache2/lab.crt\n\tSSLCertificateKeyFile /etc/apache2/lab.key\n\tInclude /etc/apache2/sites-available/openemr.conf\n</VirtualHost>\n' >/etc/apache2/sites-available/openemr-ssl.conf
+a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl graceful`)
+	https := func(path string) int {
+		r := l.run(nil, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:8443"+path)
+		n, _ := strconv.Atoi(r.stdout)
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); https("/openemr/index.php") != 200; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab's SSL site does not answer: %s", l.sh("tail -5 /var/log/apache2/error.log"))
+		}
+	}
+	if r := emrkit("apply"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	loc := l.run(nil, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "http://127.0.0.1:8081/openemr/index.php")
+	if loc.stdout != "301 https://127.0.0.1:8081/openemr/index.php" {
+		t.Errorf("plain HTTP after apply: %q, want a 301 to HTTPS", loc.stdout)
+	}
+	if c := l.code("/.well-known/acme-challenge/token"); c != 404 {
+		t.Errorf("certbot's challenge path answers %d, want 404 (not redirected)", c)
+	}
+	if c := https("/openemr/setup.php"); c != 403 {
+		t.Errorf("setup.php over HTTPS answers %d, want 403", c)
+	}
+	if c := https("/openemr/index.php"); c != 200 {
+		t.Errorf("the login page over HTTPS answers %d, want 200", c)
+	}
+	if r := emrkit("revert", "--all"); r.code != 0 {
+		t.Fatalf("revert: %+v", r)
+	}
+	if c := l.code("/openemr/index.php"); c != 200 {
+		t.Errorf("plain HTTP after undo answers %d, want 200", c)
+	}
+}

@@ -1,0 +1,88 @@
+// Package openemrfixture makes an OpenEMR-like install for tests and the demo, from the facts
+// checked against OpenEMR 7.0 and 8.x (../shared/openemr-facts.md): version.php, the setup
+// and upgrade scripts at the root, sites/default/sqlconf.php in the 7.x or 8.x format, a
+// patient document and the encryption-key directory under sites/default/documents, the
+// portal, apis/ and oauth2/ with their .htaccess rewrites, and contrib/; and the `globals`
+// table with some of the password globals set and some missing.
+package openemrfixture
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Tree describes the fixture tree to write.
+type Tree struct {
+	// Major is 7 (sqlconf.php with $disable_utf8_flag and $db_encoding) or 8.
+	Major    int
+	Database string
+	// Owner of every file (the web server's uid/gid on many installs; 0 for root).
+	UID, GID int
+}
+
+// Files are the fixture's paths (relative to the root) with their content.
+func (t Tree) Files() map[string]string {
+	php := func(what string) string { return "<?php\n// OpenEMR fixture: " + what + "\necho 'ok';\n" }
+	rewrite := func(to string) string {
+		return "RewriteEngine On\nRewriteCond %{REQUEST_FILENAME} !-f\nRewriteCond %{REQUEST_FILENAME} !-d\nRewriteCond %{REQUEST_FILENAME} !-l\n" +
+			"RewriteRule (.*) " + to + "?_REWRITE_COMMAND=$1 [QSA,L]\n"
+	}
+	version := fmt.Sprintf("<?php\n$v_major = '%d';\n$v_minor = '0';\n$v_patch = '%d';\n$v_tag   = '';\n$v_realpatch = '0';\n$v_database = %d;\n$v_acl = 12;\n",
+		t.Major, map[int]int{7: 2, 8: 0}[t.Major], map[int]int{7: 469, 8: 527}[t.Major])
+	sqlconf := "<?php\n//  OpenEMR\n//  MySQL Config\n\n"
+	if t.Major < 8 {
+		sqlconf += "global $disable_utf8_flag;\n$disable_utf8_flag = false;\n\n"
+	}
+	sqlconf += "$host\t= 'localhost';\n$port\t= '3306';\n$login\t= 'openemr';\n$pass\t= 'fixture-password';\n$dbase\t= '" + t.Database + "';\n"
+	if t.Major < 8 {
+		sqlconf += "$db_encoding\t= 'utf8mb4';\n"
+	}
+	sqlconf += "\n$sqlconf = array();\nglobal $sqlconf;\n$sqlconf[\"host\"]= $host;\n$sqlconf[\"port\"] = $port;\n$sqlconf[\"login\"] = $login;\n" +
+		"$sqlconf[\"pass\"] = $pass;\n$sqlconf[\"dbase\"] = $dbase;\n\n//////////////////////////\n//////DO NOT TOUCH THIS///\n$config = 1; /////////////\n//////////////////////////\n?>\n"
+	return map[string]string{
+		"version.php": version, "index.php": php("login"), "interface/admin.php": php("not a setup script"),
+		"admin.php": php("site admin"), "setup.php": php("setup"), "sql_upgrade.php": php("upgrade"),
+		"sql_patch.php": php("patch"), "acl_upgrade.php": php("acl upgrade"), "ippf_upgrade.php": php("ippf upgrade"),
+		"sites/default/sqlconf.php":                         sqlconf,
+		"sites/default/documents/.htaccess":                 "Allow From None\nDeny From All\n",
+		"sites/default/documents/1/referral.pdf":            "%PDF-1.4 patient referral\n",
+		"sites/default/documents/logs_and_misc/methods/one": "fixture drive key\n",
+		"sites/default/documents/era/remit.835":             "ISA*00*fixture\n",
+		"portal/index.php":                                  php("portal"), "portal/patient/index.php": php("portal app"),
+		"portal/patient/.htaccess": rewrite("index.php"),
+		"apis/dispatch.php":        php("api"), "apis/.htaccess": "SetEnvIf Authorization \"(.*)\" HTTP_AUTHORIZATION=$1\n" + rewrite("dispatch.php"),
+		"oauth2/authorize.php": php("oauth2"), "oauth2/.htaccess": "SetEnvIf Authorization \"(.*)\" HTTP_AUTHORIZATION=$1\n" + rewrite("authorize.php"),
+		"contrib/util/installScripts/InstallerAuto.php": php("installer"),
+		"contrib/icd9/load.txt":                         "icd9\n", "contrib/icd10/load.txt": "icd10\n",
+		"gacl/admin/index.php": php("phpgacl admin"),
+	}
+}
+
+// Write writes the tree at root: files 0644, directories 0755, owned by UID:GID.
+func (t Tree) Write(root string) error {
+	for rel, content := range t.Files() {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, t.UID, t.GID)
+	})
+}
+
+// GlobalsSQL creates OpenEMR's `globals` table with two of the five password globals set to
+// OpenEMR 7.0's defaults, one set to a weak value, and two missing (an install older than
+// the global, or a row deleted by hand), plus unrelated rows.
+const GlobalsSQL = "CREATE TABLE `globals` (`gl_name` varchar(63) NOT NULL, `gl_index` int(11) NOT NULL DEFAULT 0, " +
+	"`gl_value` varchar(255) NOT NULL DEFAULT '', PRIMARY KEY (`gl_name`, `gl_index`)) ENGINE=InnoDB;\n" +
+	"INSERT INTO globals (gl_name, gl_index, gl_value) VALUES ('secure_password', 0, '1'), ('password_history', 0, '5'), " +
+	"('gbl_minimum_password_length', 0, '6'), ('timeout', 0, '7200'), ('language_default', 0, 'English (Standard)'), " +
+	"('css_header', 0, 'style_light.css'), ('css_header', 1, 'x');\n"

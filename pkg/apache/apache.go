@@ -1,0 +1,295 @@
+// Package apache owns emrkit's configuration of Debian's Apache: one conf snippet in
+// conf-available, enabled with a2enconf (journal kind "apache.conf"). Before the snippet is
+// enabled the whole configuration must pass `apache2ctl configtest`, and it must pass again
+// with the snippet in: a failing test puts everything back and changes nothing. A running
+// Apache is reloaded gracefully (no request is cut); a stopped one reads the snippet when it
+// starts. Undo disables the snippet, removes it (only while it still holds emrkit's content)
+// and reloads. The snippet is enabled and disabled in a2enconf's maintainer mode (-m, and -p
+// on disable), which leaves no trace in /var/lib/apache2 after undo and respects an admin
+// who disabled it on purpose.
+package apache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+// Kind is the journal kind of a conf snippet.
+const Kind = "apache.conf"
+
+// Env is Debian's Apache as the steps see it; tests point it at a private copy.
+type Env struct {
+	// Dir is the configuration directory (/etc/apache2), with conf-available and conf-enabled.
+	Dir string
+	// StateDir is a2enconf's record of who enabled what (/var/lib/apache2).
+	StateDir string
+	// Ctl, EnConf and DisConf are apache2ctl, a2enconf and a2disconf.
+	Ctl, EnConf, DisConf string
+	// PIDFile tells whether Apache runs (Debian's envvars: /var/run/apache2/apache2.pid).
+	PIDFile string
+}
+
+// DefaultEnv is Debian's Apache.
+func DefaultEnv() Env {
+	return Env{Dir: "/etc/apache2", StateDir: "/var/lib/apache2", Ctl: "/usr/sbin/apache2ctl",
+		EnConf: "/usr/sbin/a2enconf", DisConf: "/usr/sbin/a2disconf", PIDFile: "/var/run/apache2/apache2.pid"}
+}
+
+func (e Env) available(name string) string {
+	return filepath.Join(e.Dir, "conf-available", name+".conf")
+}
+func (e Env) enabled(name string) string { return filepath.Join(e.Dir, "conf-enabled", name+".conf") }
+
+// Installed reports whether Apache is on the host.
+func (e Env) Installed() bool {
+	_, err := os.Stat(e.Ctl)
+	return err == nil
+}
+
+// run runs one of Apache's tools with a fixed environment and returns its combined output.
+func (e Env) run(ctx context.Context, argv ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = []string{"LC_ALL=C", "LANG=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	msg := strings.Join(strings.Fields(string(out)), " ")
+	if err != nil {
+		return msg, fmt.Errorf("%s %s: %v: %s", filepath.Base(argv[0]), strings.Join(argv[1:], " "), err, msg)
+	}
+	return msg, nil
+}
+
+// ConfigTest runs `apache2ctl configtest`.
+func (e Env) ConfigTest(ctx context.Context) error {
+	_, err := e.run(ctx, e.Ctl, "configtest")
+	return err
+}
+
+// Running reports whether the Apache of PIDFile runs.
+func (e Env) Running() bool {
+	data, err := os.ReadFile(e.PIDFile)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// reload makes a running Apache read its configuration again, gracefully: apache2ctl tests
+// the configuration first and leaves Apache as it is when the test fails.
+func (e Env) reload(ctx context.Context) error {
+	if !e.Running() {
+		return nil
+	}
+	_, err := e.run(ctx, e.Ctl, "graceful")
+	return err
+}
+
+func (e Env) isEnabled(name string) bool {
+	target, err := filepath.EvalSymlinks(e.enabled(name))
+	if err != nil {
+		return false
+	}
+	want, err := filepath.EvalSymlinks(e.available(name))
+	return err == nil && target == want
+}
+
+func (e Env) enable(ctx context.Context, name string) error {
+	if _, err := e.run(ctx, e.EnConf, "-m", "-q", name); err != nil {
+		return err
+	}
+	if !e.isEnabled(name) {
+		if _, err := os.Stat(filepath.Join(e.StateDir, "conf", "disabled_by_admin", name)); err == nil {
+			return fmt.Errorf("an admin disabled %s with a2disconf, and emrkit does not override that: "+
+				"`a2enconf %s` to have it, or set firewall and openemr options so it is not needed", name, name)
+		}
+		return fmt.Errorf("a2enconf did not enable %s", name)
+	}
+	return nil
+}
+
+func (e Env) disable(ctx context.Context, name string) error {
+	if _, err := e.run(ctx, e.DisConf, "-m", "-p", "-q", name); err != nil {
+		return err
+	}
+	// a2disconf -p leaves its empty record directory behind; a2enconf makes it again.
+	os.Remove(filepath.Join(e.StateDir, "conf", "disabled_by_maint"))
+	return nil
+}
+
+// desired holds the snippet itself (a page of directives, no secret): a run resumed after a
+// crash writes exactly what was journaled, and undo compares against it.
+type desired struct {
+	Name    string `json:"name"`
+	Content []byte `json:"content"`
+}
+
+type before struct {
+	Present bool   `json:"present"`
+	Content []byte `json:"content,omitempty"`
+	Enabled bool   `json:"enabled,omitempty"`
+}
+
+// ConfStep makes conf-available/Name.conf hold Content, enabled.
+type ConfStep struct {
+	Env          Env
+	Name         string
+	Content      []byte
+	What         string
+	SinceVersion string
+}
+
+func (s ConfStep) Kind() string     { return Kind }
+func (s ConfStep) Target() string   { return s.Env.available(s.Name) }
+func (s ConfStep) ID() string       { return Kind + ":" + s.Name }
+func (s ConfStep) Since() string    { return s.SinceVersion }
+func (s ConfStep) Describe() string { return fmt.Sprintf("Apache: %s (%s)", s.Target(), s.What) }
+
+// Preflight defers the step while Apache is not installed.
+func (s ConfStep) Preflight(context.Context) error {
+	if !s.Env.Installed() {
+		return &step.DeferredError{Reason: "Apache is not installed (no " + s.Env.Ctl + "); run `emrkit apply` once it is"}
+	}
+	return nil
+}
+
+func (s ConfStep) Check(ctx context.Context) (bool, error) {
+	if err := s.Preflight(ctx); err != nil {
+		return false, err
+	}
+	cur, err := os.ReadFile(s.Target())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(cur, s.Content) && s.Env.isEnabled(s.Name), nil
+}
+
+func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
+	var b before
+	cur, err := os.ReadFile(s.Target())
+	switch {
+	case err == nil:
+		b = before{Present: true, Content: cur, Enabled: s.Env.isEnabled(s.Name)}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, err
+	}
+	d, err := json.Marshal(desired{Name: s.Name, Content: s.Content})
+	if err != nil {
+		return nil, nil, err
+	}
+	bb, err := json.Marshal(b)
+	return d, bb, err
+}
+
+// Apply writes and enables the snippet between two configuration tests; when the second
+// fails, what was there before is put back.
+func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
+	var d desired
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("%s: desired state: %w", s.ID(), err)
+	}
+	if err := s.Env.ConfigTest(ctx); err != nil {
+		return fmt.Errorf("Apache's configuration fails its test before emrkit changes anything (%v); fix it first", err)
+	}
+	prev, readErr := os.ReadFile(s.Target())
+	wasEnabled := s.Env.isEnabled(d.Name)
+	if err := fsutil.WriteAtomic(s.Env.available(d.Name), d.Content, 0o644, nil); err != nil {
+		return err
+	}
+	err := s.Env.enable(ctx, d.Name)
+	if err == nil {
+		if err = s.Env.ConfigTest(ctx); err != nil {
+			err = fmt.Errorf("with emrkit's %s, %w", s.Target(), err)
+		}
+	}
+	if err != nil {
+		if !wasEnabled {
+			s.Env.disable(ctx, s.Name)
+		}
+		if readErr == nil {
+			fsutil.WriteAtomic(s.Target(), prev, 0o644, nil)
+		} else {
+			os.Remove(s.Target())
+		}
+		return fmt.Errorf("%v; nothing was changed", err)
+	}
+	return s.Env.reload(ctx)
+}
+
+// Undoer disables and removes the snippet while it still holds emrkit's content.
+type Undoer struct{ Env Env }
+
+func (u Undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string, error) {
+	d, b, err := journal.Decode[desired, before](e)
+	if err != nil {
+		return 0, "", err
+	}
+	if !u.Env.Installed() {
+		return step.Skipped, "Apache is no longer installed", nil
+	}
+	path := u.Env.available(d.Name)
+	cur, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !b.Present:
+		return step.AlreadyBefore, "", nil
+	case errors.Is(err, fs.ErrNotExist):
+		return step.Kept, path + " was removed since; the file emrkit replaced is not put back", nil
+	case err != nil:
+		return 0, "", err
+	case !bytes.Equal(cur, d.Content):
+		return step.Kept, path + " was edited since emrkit wrote it", nil
+	}
+	if u.Env.isEnabled(d.Name) && !b.Enabled {
+		if err := u.Env.disable(ctx, d.Name); err != nil {
+			return 0, "", err
+		}
+	}
+	if b.Present {
+		err = fsutil.WriteAtomic(path, b.Content, 0o644, nil)
+	} else {
+		err = os.Remove(path)
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if err := u.Env.ConfigTest(ctx); err != nil {
+		return step.Restored, fmt.Sprintf("not reloaded: Apache's configuration fails its test without emrkit's snippet (%v)", err), nil
+	}
+	return step.Restored, "", u.Env.reload(ctx)
+}
+
+func (u Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
+	d, _, err := journal.Decode[desired, before](e)
+	if err != nil {
+		return false, err
+	}
+	cur, err := os.ReadFile(u.Env.available(d.Name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(cur, d.Content) && u.Env.isEnabled(d.Name), nil
+}

@@ -1,0 +1,184 @@
+package openemr
+
+import (
+	"context"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emrkit/emrkit/internal/openemrfixture"
+	"github.com/emrkit/emrkit/pkg/apache"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/fileperm"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+func TestParseBothFormats(t *testing.T) {
+	for _, major := range []int{7, 8} {
+		files := openemrfixture.Tree{Major: major, Database: "openemr"}.Files()
+		v, err := ParseVersion(files["version.php"])
+		if err != nil || v.MajorNumber() != major || v.Database == 0 {
+			t.Fatalf("%d: version %+v %v", major, v, err)
+		}
+		c, err := ParseSQLConf(files["sites/default/sqlconf.php"])
+		if err != nil || c.Database != "openemr" || c.Host != "localhost" || c.Port != "3306" || !c.Configured {
+			t.Fatalf("%d: sqlconf %+v %v", major, c, err)
+		}
+	}
+	if c, _ := ParseSQLConf("<?php\n$dbase\t= 'openemr';\n$config = 0; ////\n"); c.Configured {
+		t.Fatal("$config = 0 read as set up")
+	}
+	if _, err := ParseVersion("<?php echo 1;"); err == nil {
+		t.Fatal("not a version.php: no error")
+	}
+	if _, err := ParseSQLConf("<?php\n$host = 'x';\n"); err == nil {
+		t.Fatal("sqlconf.php without $dbase: no error")
+	}
+}
+
+func TestDetect(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "openemr")
+	if err := (openemrfixture.Tree{Major: 7, Database: "oe"}).Write(root); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.OpenEMR{WebUser: "root"}
+	in, err := Detect(cfg, []string{"/nonexistent", root})
+	if err != nil || in.Root != root || in.Version.String() != "7.0.2" || !slices.Equal(in.Sites, []string{"default"}) || in.SQLConf.Database != "oe" {
+		t.Fatalf("detect: %+v %v", in, err)
+	}
+	// Not there: deferred; a configured root or site that is wrong: an error naming the key.
+	_, err = Detect(config.OpenEMR{}, []string{"/nonexistent"})
+	if _, ok := err.(*NotInstalledError); !ok {
+		t.Fatalf("no install: %v", err)
+	}
+	for want, c := range map[string]config.OpenEMR{
+		"openemr.root":     {Root: "/nonexistent"},
+		"openemr.site":     {Root: root, Site: "clinic2"},
+		"openemr.web_user": {Root: root, WebUser: "no-such-user"},
+	} {
+		if _, err := Detect(c, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", want, err)
+		}
+	}
+	// Before setup ($config = 0) nothing may be locked: deferred.
+	conf := filepath.Join(root, "sites/default/sqlconf.php")
+	data, _ := os.ReadFile(conf)
+	os.WriteFile(conf, []byte(strings.Replace(string(data), "$config = 1;", "$config = 0;", 1)), 0o644)
+	if _, err := Detect(config.OpenEMR{Root: root}, nil); err == nil || !strings.Contains(err.Error(), "not set up yet") {
+		t.Fatalf("not set up: %v", err)
+	}
+}
+
+func TestStepsLockScriptsAndConfOnly(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "openemr")
+	(openemrfixture.Tree{Major: 8, Database: "oe"}).Write(root)
+	cfg := config.Default()
+	cfg.Profile, cfg.OpenEMR = "openemr", config.OpenEMR{Root: root}
+	h, err := Steps(cfg, Env{Apache: apache.DefaultEnv()}, Since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	www, _ := user.Lookup("www-data")
+	gid, _ := strconv.Atoi(www.Gid)
+	var locked []string
+	for _, s := range h.Steps {
+		if p, ok := s.(fileperm.Step); ok {
+			locked = append(locked, strings.TrimPrefix(p.Path, root+"/")+" "+p.Want.String())
+		}
+	}
+	want := []string{"admin.php 0600 0:0", "setup.php 0600 0:0", "sql_upgrade.php 0600 0:0", "sql_patch.php 0600 0:0",
+		"acl_upgrade.php 0600 0:0", "ippf_upgrade.php 0600 0:0", "sites/default/sqlconf.php 0640 0:" + strconv.Itoa(gid)}
+	if !slices.Equal(locked, want) {
+		t.Fatalf("locked %q, want %q", locked, want)
+	}
+	if n := len(h.Steps); n != len(want)+1+5 {
+		t.Fatalf("%d steps, want the files, the Apache snippet and 5 globals", n)
+	}
+	if h.DB.Config.Name != "oe" {
+		t.Fatalf("globals go to %q, not sqlconf.php's database", h.DB.Config.Name)
+	}
+	// https_redirect without an SSL site refuses before anything changes.
+	cfg.OpenEMR.HTTPSRedirect = true
+	if _, err := Steps(cfg, Env{Apache: apache.Env{Dir: t.TempDir()}}, Since); err == nil || !strings.Contains(err.Error(), "no SSL site") {
+		t.Fatalf("redirect without SSL: %v", err)
+	}
+}
+
+// TestGlobals: apply, re-apply (nothing), an edit in OpenEMR's Globals screen between apply
+// and undo kept, every other row back: the full dump after undo equals the one before, but
+// for the kept edit.
+func TestGlobals(t *testing.T) {
+	ctx := context.Background()
+	srv := mariadbtest.Start(t)
+	dbc := srv.CreateDatabase(t, "openemr_g")
+	raw := srv.DB(t, "openemr_g")
+	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := srv.Dump(t, "openemr_g")
+	db := &mariadb.Shared{Config: dbc}
+	defer db.Close()
+	var steps []step.Step
+	for _, g := range (config.PasswordPolicy{}).Globals() {
+		steps = append(steps, GlobalStep{DB: db, Name: g.Name, Value: g.Value, SinceVersion: Since})
+	}
+	j, err := journal.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var out strings.Builder
+	r := &step.Runner{Journal: j, Out: &out, Undoers: Undoers(Env{}, dbc)}
+	all := func(journal.Entry) bool { return true }
+
+	rep, err := r.Apply(ctx, steps)
+	// secure_password=1 and password_history=5 were already right: not journaled.
+	if err != nil || rep.Applied != 3 || rep.Unchanged != 2 {
+		t.Fatalf("apply: %+v %v\n%s", rep, err, out.String())
+	}
+	got := map[string]string{}
+	rows, _ := raw.Query("SELECT gl_name, gl_value FROM globals WHERE gl_index = 0")
+	for rows.Next() {
+		var n, v string
+		rows.Scan(&n, &v)
+		got[n] = v
+	}
+	rows.Close()
+	for _, g := range (config.PasswordPolicy{}).Globals() {
+		if got[g.Name] != strconv.Itoa(g.Value) {
+			t.Errorf("%s = %q, want %d", g.Name, got[g.Name], g.Value)
+		}
+	}
+	if rep, err := r.Apply(ctx, steps); err != nil || rep.Changed() {
+		t.Fatalf("re-apply: %+v %v", rep, err)
+	}
+	if _, err := r.Revert(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if after := srv.Dump(t, "openemr_g"); after != before {
+		t.Fatalf("dump after undo differs:\n%s\n---\n%s", before, after)
+	}
+
+	// An admin raises the expiry in OpenEMR between apply and undo: kept, the rest undone.
+	r.Apply(ctx, steps)
+	raw.Exec("UPDATE globals SET gl_value = '90' WHERE gl_name = 'password_expiration_days'")
+	rep, err = r.Revert(ctx, all)
+	if err != nil || rep.Kept != 1 || rep.Undone != 2 {
+		t.Fatalf("revert after an edit: %+v %v\n%s", rep, err, out.String())
+	}
+	want := before
+	after := srv.Dump(t, "openemr_g")
+	if !strings.Contains(after, "('password_expiration_days',0,'90')") ||
+		strings.Replace(after, "INSERT INTO `globals` VALUES ('password_expiration_days',0,'90');\n", "", 1) != want {
+		t.Fatalf("after undo with an edit:\n%s\nwant the edit kept and the rest as before:\n%s", after, want)
+	}
+}

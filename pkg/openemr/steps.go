@@ -1,0 +1,131 @@
+package openemr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/emrkit/emrkit/pkg/apache"
+	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/fileperm"
+	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/step"
+)
+
+// Since is the release that introduced the OpenEMR steps.
+const Since = "0.5.0"
+
+// InstallKind marks the one deferred step that stands for every OpenEMR step while OpenEMR
+// is not installed.
+const InstallKind = "openemr.install"
+
+// Env is the host as the OpenEMR steps see it; tests point it elsewhere.
+type Env struct {
+	// Roots are probed, in order, when openemr.root is empty.
+	Roots  []string
+	Apache apache.Env
+}
+
+// DefaultEnv is a Debian host.
+func DefaultEnv() Env { return Env{Roots: config.OpenEMRRoots, Apache: apache.DefaultEnv()} }
+
+// Hardening is the steps for cfg's OpenEMR and the database connection they share (the
+// caller closes it).
+type Hardening struct {
+	Steps []step.Step
+	DB    *mariadb.Shared
+}
+
+// Steps returns the hardening in run order: the scripts locked, every site's sqlconf.php,
+// the Apache snippet, then the password globals. OpenEMR not installed (or not set up yet)
+// gives one deferred step; a configured root or site that is wrong is an error.
+func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
+	in, err := Detect(cfg.OpenEMR, env.Roots)
+	var absent *NotInstalledError
+	if errors.As(err, &absent) {
+		return Hardening{Steps: []step.Step{step.Unavailable{
+			StepID: InstallKind + ":openemr", StepKind: InstallKind, StepTarget: "openemr", StepSince: since,
+			What: "OpenEMR hardening (setup scripts, sqlconf.php, Apache, password policy)", Reason: absent.Reason,
+		}}}, nil
+	}
+	if err != nil {
+		return Hardening{}, err
+	}
+	if cfg.OpenEMR.HTTPSRedirect {
+		if err := sslSiteEnabled(env.Apache); err != nil {
+			return Hardening{}, err
+		}
+	}
+	var steps []step.Step
+	for _, s := range Scripts {
+		path := filepath.Join(in.Root, s)
+		if _, err := os.Lstat(path); err != nil {
+			continue // not in this version
+		}
+		steps = append(steps, fileperm.Step{Path: path, Want: fileperm.Perm{Mode: 0o600},
+			What: "OpenEMR setup/upgrade script, unreachable from the web", SinceVersion: since})
+	}
+	for _, site := range in.Sites {
+		steps = append(steps, fileperm.Step{Path: filepath.Join(in.Root, "sites", site, "sqlconf.php"),
+			Want: fileperm.Perm{Mode: 0o640, GID: in.WebGID},
+			What: "OpenEMR database settings, readable by " + in.WebGroup + " only", SinceVersion: since})
+	}
+	steps = append(steps, apache.ConfStep{Env: env.Apache, Name: ConfName, Content: ApacheConf(in.Root, cfg.OpenEMR.HTTPSRedirect),
+		What: "patient documents, setup scripts and contrib/ off the web", SinceVersion: since})
+	dbc := cfg.Database
+	dbc.Name = in.SQLConf.Database
+	db := &mariadb.Shared{Config: dbc}
+	for _, g := range cfg.OpenEMR.PasswordPolicy.Globals() {
+		steps = append(steps, GlobalStep{DB: db, Name: g.Name, Value: g.Value, SinceVersion: since})
+	}
+	for _, s := range steps {
+		if p, ok := s.(fileperm.Step); ok && strings.Contains(p.Path, "/documents/") {
+			return Hardening{}, fmt.Errorf("refusing to change %s: emrkit never touches OpenEMR's documents", p.Path)
+		}
+	}
+	return Hardening{Steps: steps, DB: db}, nil
+}
+
+// Undoers reverses every OpenEMR kind; conn is how to reach MariaDB (each entry names its
+// database).
+func Undoers(env Env, conn config.Database) step.Registry {
+	return step.Registry{
+		fileperm.Kind: fileperm.Undoer{},
+		apache.Kind:   apache.Undoer{Env: env.Apache},
+		GlobalKind:    GlobalUndoer{DB: &mariadb.Shared{Config: conn}},
+	}
+}
+
+// sslSiteEnabled is the condition of openemr.https_redirect: Apache serves HTTPS somewhere.
+func sslSiteEnabled(a apache.Env) error {
+	fail := errors.New("openemr.https_redirect: Apache has no SSL site enabled, and sending HTTP to HTTPS would cut " +
+		"OpenEMR off; enable one first (a2enmod ssl; a2ensite default-ssl, with your certificate) or set it to false")
+	if _, err := os.Stat(filepath.Join(a.Dir, "mods-enabled", "ssl.load")); err != nil {
+		return fail
+	}
+	sites, _ := filepath.Glob(filepath.Join(a.Dir, "sites-enabled", "*"))
+	for _, s := range sites {
+		data, err := os.ReadFile(s)
+		if err == nil && strings.Contains(strings.ToLower(string(data)), "sslengine on") {
+			return nil
+		}
+	}
+	return fail
+}
+
+// Warnings are what an OpenEMR host should know and emrkit does not change: MariaDB's
+// accounts.
+func Warnings(ctx context.Context, db *mariadb.Shared) []string {
+	conn, err := db.Get(ctx)
+	if err != nil {
+		return nil // deferred or failing: the steps say so
+	}
+	out, err := AccountWarnings(ctx, conn)
+	if err != nil {
+		out = append(out, err.Error())
+	}
+	return out
+}
