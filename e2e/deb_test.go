@@ -40,7 +40,7 @@ func TestDebIsReproducible(t *testing.T) {
 // TestDebLintianClean lints every release this tree builds: older ones are rebuilt for the
 // upgrade and downgrade tests, and each ships its own cut of the changelog.
 func TestDebLintianClean(t *testing.T) {
-	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", ""} {
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.4.1", ""} {
 		args := []string{}
 		if v != "" {
 			args = append(args, "VERSION="+v)

@@ -373,3 +373,87 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 		t.Errorf("plain HTTP after undo answers %d, want 200", c)
 	}
 }
+
+// openemrHost makes the chroot a fixture OpenEMR host: MariaDB with OpenEMR's database and its
+// globals, the tree in /var/www/openemr owned by www-data, and Apache (installed, stopped).
+func (c *chroot) openemrHost() {
+	c.t.Helper()
+	c.mustRun("sh", "-c", startMariaDB)
+	must(c.t, os.WriteFile(c.path("/tmp/globals.sql"), []byte(openemrfixture.GlobalsSQL), 0o644))
+	c.mustRun("sh", "-c", "mariadb -e 'CREATE DATABASE openemr' && mariadb openemr </tmp/globals.sql")
+	must(c.t, (openemrfixture.Tree{Major: 7, Database: "openemr", UID: 33, GID: 33}).Write(c.path("/var/www/openemr")))
+}
+
+const openemrPreseed = `emrkit emrkit/profile select openemr
+emrkit emrkit/openemr-root string /var/www/openemr
+emrkit emrkit/ssh-port string 22
+`
+
+// TestDpkgOpenEMRPreseeded: a preseeded unattended install on an OpenEMR host locks the
+// scripts and sqlconf.php, enables the Apache snippet (configtest passes), sets the password
+// globals and opens 443 — the port debconf defaults to for OpenEMR — not OSCAR's 8443; a
+// downgrade to 0.4.1 undoes the OpenEMR steps and keeps the firewall; purge leaves the host
+// and its database as they were.
+func TestDpkgOpenEMRPreseeded(t *testing.T) {
+	debs := map[string]string{"new": buildDeb(t), "old": buildDeb(t, "VERSION=0.4.1")}
+	c := newChroot(t)
+	c.openemrHost()
+	in := c.installDebs(debs)
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte(openemrPreseed), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/preseed")
+	baseline := c.treeState()
+	dump := func() string {
+		return c.mustRun("mariadb-dump", "--skip-dump-date", "--skip-comments", "--order-by-primary", "--skip-extended-insert", "openemr")
+	}
+	baseDB := dump()
+	tree := treeSnapshot(t, c.path("/var/www/openemr"))
+
+	out := c.mustRun("dpkg", "-i", in["new"])
+	t.Logf("dpkg -i:\n%s", out)
+	for rel, want := range map[string]string{"setup.php": "-rw------- 0:0", "admin.php": "-rw------- 0:0",
+		"sites/default/sqlconf.php": "-rw-r----- 0:33"} {
+		if got := treeSnapshot(t, c.path("/var/www/openemr/"+rel))[""]; !strings.HasPrefix(got, want+" ") {
+			t.Errorf("%s after install: %q, want %s", rel, got, want)
+		}
+	}
+	if _, err := os.Readlink(c.path("/etc/apache2/conf-enabled/emrkit-openemr.conf")); err != nil {
+		t.Errorf("the Apache snippet is not enabled: %v", err)
+	}
+	c.mustRun("apache2ctl", "configtest")
+	if got := c.mustRun("mariadb", "-N", "-B", "openemr", "-e", "SELECT gl_value FROM globals WHERE gl_name = 'gbl_minimum_password_length'"); strings.TrimSpace(got) != "12" {
+		t.Errorf("minimum password length after install: %q", got)
+	}
+	ufw := c.mustRun("ufw", "status")
+	if !strings.Contains(ufw, "443/tcp") || strings.Contains(ufw, "8443") {
+		t.Errorf("ufw after an OpenEMR install opens the wrong HTTPS port:\n%s", ufw)
+	}
+	if out, code := c.run("emrkit", "status"); code != 0 {
+		t.Errorf("status after install exited %d:\n%s", code, out)
+	}
+	if out := c.mustRun("dpkg-reconfigure", "-fnoninteractive", "emrkit"); !strings.Contains(out, "nothing to change") {
+		t.Errorf("reconfigure changed something:\n%s", out)
+	}
+
+	out = c.mustRun("dpkg", "-i", in["old"])
+	t.Logf("downgrade to 0.4.1:\n%s", out)
+	if d := diffSnap(tree, treeSnapshot(t, c.path("/var/www/openemr"))); len(d) > 0 {
+		t.Errorf("the OpenEMR tree after the downgrade differs: %v", d)
+	}
+	if got := dump(); got != baseDB {
+		t.Errorf("OpenEMR's database after the downgrade differs:\n%s", got)
+	}
+	if _, err := os.Lstat(c.path("/etc/apache2/conf-available/emrkit-openemr.conf")); err == nil {
+		t.Error("the Apache snippet survived the downgrade")
+	}
+	if ufw := c.mustRun("ufw", "status"); !strings.Contains(ufw, "443/tcp") {
+		t.Errorf("the downgrade took the firewall away:\n%s", ufw)
+	}
+
+	c.mustRun("dpkg", "-i", in["new"])
+	out = c.mustRun("dpkg", "--purge", "emrkit")
+	t.Logf("dpkg --purge:\n%s", out)
+	if got := dump(); got != baseDB {
+		t.Errorf("OpenEMR's database after purge differs:\n%s", got)
+	}
+	assertOnlyBackupsLeft(t, diffStates(baseline, c.treeState()))
+}

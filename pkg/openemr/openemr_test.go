@@ -182,3 +182,38 @@ func TestGlobals(t *testing.T) {
 		t.Fatalf("after undo with an edit:\n%s\nwant the edit kept and the rest as before:\n%s", after, want)
 	}
 }
+
+func TestAccountWarnings(t *testing.T) {
+	ctx := context.Background()
+	srv := mariadbtest.Start(t)
+	srv.CreateDatabase(t, "openemr_a")
+	db := srv.DB(t, "openemr_a")
+	base, err := AccountWarnings(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"CREATE USER ''@'%'", "CREATE USER 'root'@'10.0.0.%' IDENTIFIED BY 'x'", "CREATE USER 'portal'@'localhost'",
+		"CREATE USER 'locked'@'localhost' ACCOUNT LOCK", "CREATE ROLE clinicians", "CREATE USER 'ok'@'localhost' IDENTIFIED BY 'secret'",
+		"CREATE DATABASE test", "CREATE DATABASE test_1",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	got, err := AccountWarnings(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"''@'%'", "root@'10.0.0.%'", "portal@'localhost'", "`test` database is there (any account may use it): test, test_1"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	for _, not := range []string{"locked@", "clinicians", "ok@"} {
+		if strings.Contains(all, not) && !strings.Contains(strings.Join(base, "\n"), not) {
+			t.Errorf("warnings name %q, which cannot log in or has a password:\n%s", not, all)
+		}
+	}
+}
