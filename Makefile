@@ -17,7 +17,17 @@ LDFLAGS  = -s -w -buildid= -X main.version=$(VERSION)-$(RELEASE)
 BIN      = $(DIST)/build/$(VERSION)/emrkit
 DEB      = $(DIST)/emrkit_$(VERSION)-$(RELEASE)_$(ARCH).deb
 
-.PHONY: all build deb test unit e2e lint bench demo deps clean
+# `make repo`: the signed APT repository of every release the tree can build, in dist/repo.
+# The signing key is made in dist/repo-key on first use; a fleet's real key lives off the build
+# machine (REPO_KEY, REPO_PASSPHRASE). REPO_DATE is the Release's Date (now; fix it, with the
+# same .debs and key, and two builds are byte-identical); REPO_URI goes into emrkit.sources.
+RELEASES         = $(shell sed -n 's/^- semver: *//p' debian/changelog.yaml)
+REPO_KEY        ?= $(DIST)/repo-key/signing-key.asc
+REPO_PASSPHRASE ?= $(dir $(REPO_KEY))passphrase
+REPO_DATE       ?= $(shell date +%s)
+REPO_URI        ?=
+
+.PHONY: all build deb repo test unit e2e lint bench demo deps clean
 all: build
 
 build: $(BIN)
@@ -27,6 +37,13 @@ $(BIN): FORCE
 
 deb: $(BIN)
 	$(GO) run ./cmd/emrkit-deb --version $(VERSION) --release $(RELEASE) --arch $(ARCH) --binary $(BIN) --out $(DIST)
+
+repo:
+	@for v in $(RELEASES); do $(MAKE) -s deb VERSION=$$v >/dev/null || exit 1; done
+	@[ -f $(REPO_KEY) ] || $(GO) run ./cmd/emrkit-deb repo-key --out $(dir $(REPO_KEY))
+	SOURCE_DATE_EPOCH=$(REPO_DATE) $(GO) run ./cmd/emrkit-deb repo --key $(REPO_KEY) \
+		--passphrase-file $(REPO_PASSPHRASE) --out $(DIST)/repo $(if $(REPO_URI),--uri $(REPO_URI)) \
+		$(foreach v,$(RELEASES),$(DIST)/emrkit_$(v)-$(RELEASE)_$(ARCH).deb)
 
 deps:
 	sh scripts/deps.sh

@@ -1,5 +1,7 @@
-// Command emrkit-deb builds emrkit's .deb (`make deb`). It is a separate entry point so the
-// server binary does not link nfpm. It wires flags to pkg/deb and renders the man pages.
+// Command emrkit-deb builds emrkit's .deb (`make deb`) and its signed APT repository
+// (`emrkit-deb repo`, `make repo`). It is a separate entry point so the server binary links
+// neither nfpm nor the repository writer. It wires flags to pkg/deb and pkg/aptrepo and
+// renders the man pages.
 package main
 
 import (
@@ -19,6 +21,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "repo":
+			os.Exit(repoMain(os.Args[2:]))
+		case "repo-key":
+			os.Exit(repoKeyMain(os.Args[2:]))
+		}
+	}
 	var o deb.Options
 	flag.StringVar(&o.Spec, "spec", "nfpm.yaml", "nfpm spec")
 	flag.StringVar(&o.Changelog, "changelog", "debian/changelog.yaml", "chglog changelog")
@@ -32,12 +42,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "emrkit-deb: --version and --binary are required")
 		os.Exit(2)
 	}
-	epoch, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "emrkit-deb: set SOURCE_DATE_EPOCH (the Makefile takes it from the last commit)")
+	mtime, ok := sourceDate()
+	if !ok {
 		os.Exit(2)
 	}
-	o.MTime = time.Unix(epoch, 0).UTC()
+	o.MTime = mtime
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "emrkit-deb: %v\n", err)
 		os.Exit(1)
@@ -93,4 +102,14 @@ func manPages(dir, version string, date time.Time) error {
 		}
 	}
 	return nil
+}
+
+// sourceDate is SOURCE_DATE_EPOCH, every timestamp of a reproducible build.
+func sourceDate() (time.Time, bool) {
+	epoch, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "emrkit-deb: set SOURCE_DATE_EPOCH (the Makefile takes it from the last commit)")
+		return time.Time{}, false
+	}
+	return time.Unix(epoch, 0).UTC(), true
 }
