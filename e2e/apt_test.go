@@ -88,9 +88,11 @@ func TestAptFleet(t *testing.T) {
 	// chroot's own Debian mirror is unreachable from its network namespace.
 	c.mustRun("sh", "-c", "mv /etc/apt/sources.list /etc/apt/sources.list.orig && install -d -m 0755 /etc/apt/keyrings && "+
 		"install -m 0644 /srv/repo/emrkit.gpg /etc/apt/keyrings/emrkit.gpg && install -m 0644 /srv/repo/emrkit.sources /etc/apt/sources.list.d/emrkit.sources")
+	start = time.Now()
 	if out, code := r.update(); code != 0 || strings.Contains(out, "W:") || strings.Contains(out, "E:") {
 		t.Fatalf("apt-get update against the signed repository: exit %d\n%s", code, out)
 	}
+	t.Logf("apt-get update took %v", time.Since(start))
 	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte(fleetPreseed), 0o644))
 	c.mustRun("debconf-set-selections", "/tmp/preseed")
 	start = time.Now()
