@@ -5,6 +5,7 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -59,6 +60,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			return nil
 		}),
 	}
+	cmd.AddCommand(newVerify(f))
 	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
 	cmd.Flags().IntVar(&o.Keep, "keep", config.DefaultKeep, "keep the newest `N` backups, delete older ones (0 keeps all; default: backup.keep)")
@@ -168,9 +170,9 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 	if _, err := os.Stat(o.File); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	keys, err := restoreKeys(o, cfg)
+	keys, err := privateKeys(o.F, cfg, o.File, o.Key, o.PassphraseFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("restore: %w", err)
 	}
 	size, err := backup.Verify(o.File, keys)
 	if err != nil {
@@ -208,19 +210,18 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 	return nil
 }
 
-// restoreKeys unlocks the private key an encrypted backup needs: --key, or the generated
+// privateKeys unlocks the private key an encrypted backup needs: key, or the generated
 // export key while emrkit still keeps it. A plain backup needs none.
-func restoreKeys(o *RestoreOptions, cfg config.Config) (openpgp.EntityList, error) {
-	encrypted, err := backup.Encrypted(o.File)
+func privateKeys(f *cmdutil.Factory, cfg config.Config, file, key, pass string) (openpgp.EntityList, error) {
+	encrypted, err := backup.Encrypted(file)
 	if err != nil {
 		return nil, err
 	}
 	if !encrypted {
 		return nil, nil
 	}
-	key, pass := o.Key, o.PassphraseFile
 	if key == "" && cfg.PGP.Mode == "generate" {
-		files := pgp.Paths(cfg, o.F.Host.PGP)
+		files := pgp.Paths(cfg, f.Host.PGP)
 		if _, err := os.Stat(files.PrivateKey); err == nil {
 			key = files.PrivateKey
 			if _, err := os.Stat(files.Passphrase); err == nil && pass == "" {
@@ -229,7 +230,76 @@ func restoreKeys(o *RestoreOptions, cfg config.Config) (openpgp.EntityList, erro
 		}
 	}
 	if key == "" {
-		return nil, fmt.Errorf("restore: %w", backup.ErrNeedKey)
+		return nil, backup.ErrNeedKey
 	}
 	return backup.ReadPrivateKey(key, pass)
+}
+
+// VerifyOptions are `emrkit backup verify`'s inputs.
+type VerifyOptions struct {
+	F                   *cmdutil.Factory
+	File                string // "" = the newest backup
+	Key, PassphraseFile string
+	JSON                bool
+}
+
+func newVerify(f *cmdutil.Factory) *cobra.Command {
+	o := &VerifyOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "verify [FILE]",
+		Short: "Prove a backup restores: load it into a scratch database and compare every table",
+		Long: "Verify restores FILE (default: the newest backup) into the scratch database " + backup.ScratchDatabase + " on the\n" +
+			"same server, dumps that again and compares, table by table, a digest of the data with the\n" +
+			"backup's own, then drops the scratch database. The result (time, tables, rows) is recorded\n" +
+			"for `emrkit doctor`. A damaged or truncated backup fails (exit 3) naming the table it stopped at.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
+			if len(args) == 1 {
+				o.File = args[0]
+			}
+			return RunVerify(cmd.Context(), o, cfg)
+		}),
+	}
+	cmd.Flags().StringVar(&o.Key, "key", "", "private key `FILE` of an encrypted backup")
+	cmd.Flags().StringVar(&o.PassphraseFile, "passphrase-file", "", "the private key's passphrase, first line of `FILE`")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+// RunVerify runs the restore test, records it, and exits 3 when it failed.
+func RunVerify(ctx context.Context, o *VerifyOptions, cfg config.Config) error {
+	if o.File == "" {
+		newest, ok, err := backup.Newest(cfg.Paths.BackupDir, cfg.Database.Name, backup.ManualLabel)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("backup verify: no backup of %s in %s yet; take one with `emrkit backup --encrypt`", cfg.Database.Name, cfg.Paths.BackupDir)
+		}
+		o.File = newest.Path
+	}
+	keys, err := privateKeys(o.F, cfg, o.File, o.Key, o.PassphraseFile)
+	if err != nil {
+		return fmt.Errorf("backup verify: %w", err)
+	}
+	res, err := backup.VerifyRestore(ctx, cfg.Database, o.File, keys)
+	if err != nil {
+		return err
+	}
+	if err := backup.SaveVerify(cfg.Paths.StateDir, res); err != nil {
+		return fmt.Errorf("backup verify: record the result: %w", err)
+	}
+	if o.JSON {
+		enc := json.NewEncoder(o.F.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if res.OK {
+		fmt.Fprintf(o.F.Out, "PASS %s restores: %d tables, %d rows identical (%.1fs)\n", res.File, res.Tables, res.Rows, res.Seconds)
+	}
+	if !res.OK {
+		return &cmdutil.ExitErr{Code: cmdutil.ExitProblem, Err: fmt.Errorf("backup verify FAILED for %s: %s", res.File, res.Problem)}
+	}
+	return nil
 }
