@@ -362,7 +362,7 @@ func TestDevelopmentBuildPlansTheNewestRelease(t *testing.T) {
 	must(t, os.WriteFile(h.config, append([]byte(read(t, h.config)), "pgp: {mode: none}\n"...), 0o600))
 	want := run(t, packaged, nil, "--config", h.config, "apply", "--dry-run")
 	got := run(t, dev, nil, "--config", h.config, "apply", "--dry-run")
-	if want.code != 0 || !strings.Contains(want.stdout, "dry run: 5 to apply") {
+	if want.code != 0 || !strings.Contains(want.stdout, "dry run: 6 to apply") {
 		t.Fatalf("packaged %s plans: %+v", newest, want)
 	}
 	if got.code != want.code || got.stdout != want.stdout {

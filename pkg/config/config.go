@@ -119,12 +119,33 @@ func (p PasswordPolicy) Globals() []PasswordGlobal {
 	}
 }
 
-// Backup is the retention of `emrkit backup`.
+// Backup is the retention and schedule of `emrkit backup`.
 type Backup struct {
 	// Keep is how many manual backups to keep, newest first (0 keeps all); unset means
 	// DefaultKeep. The backups emrkit takes before undoing a change are never pruned.
 	Keep *int `yaml:"keep,omitempty"`
+	// Schedule (since 0.5.0) is when cron takes a backup: daily, weekly, off, or a cron time
+	// ("30 1 * * *"); empty means DefaultSchedule.
+	Schedule string `yaml:"schedule,omitempty"`
 }
+
+// DefaultSchedule is backup.schedule when the file does not set it.
+const DefaultSchedule = "daily"
+
+// CronTime is the cron time of backup.schedule ("" for off).
+func (b Backup) CronTime() string {
+	switch b.Schedule {
+	case "", "daily":
+		return "17 2 * * *"
+	case "weekly":
+		return "17 2 * * 0"
+	case "off":
+		return ""
+	}
+	return strings.Join(strings.Fields(b.Schedule), " ")
+}
+
+var cronField = regexp.MustCompile(`^[0-9*][0-9*/,-]*$`)
 
 // DefaultKeep is backup.keep when the file does not set it.
 const DefaultKeep = 7
@@ -383,6 +404,21 @@ func (c Config) Validate() error {
 				if g.Value < g.Min || g.Value > g.Max {
 					return fmt.Errorf("openemr.password_policy.%s: %d is out of range (%d-%d)", g.Name, g.Value, g.Min, g.Max)
 				}
+			}
+			return nil
+		},
+		func() error {
+			switch c.Backup.Schedule {
+			case "", "daily", "weekly", "off":
+				return nil
+			}
+			f := strings.Fields(c.Backup.Schedule)
+			ok := len(f) == 5
+			for _, x := range f {
+				ok = ok && cronField.MatchString(x)
+			}
+			if !ok {
+				return fmt.Errorf("backup.schedule: %q is not daily, weekly, off or a cron time like \"30 1 * * *\"", c.Backup.Schedule)
 			}
 			return nil
 		},

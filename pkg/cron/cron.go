@@ -1,5 +1,5 @@
-// Package cron owns emrkit's /etc/cron.d entry: the once-a-minute job that keeps OSCAR's PINs
-// equal to each user's current TOTP code.
+// Package cron owns emrkit's /etc/cron.d entries: the once-a-minute job that keeps OSCAR's PINs
+// equal to each user's current TOTP code, and the backup schedule with its weekly restore test.
 package cron
 
 import (
@@ -41,6 +41,51 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 `, flag)
 }
 
+// BackupFile is the backup schedule's entry, beside the PIN job's.
+const BackupFile = "emrkit-backup"
+
+// BackupJob is the backup schedule's entry: a backup at at (a cron time), encrypted to the
+// export key when there is one, and every Sunday a restore test of the newest backup. Like the
+// PIN job it does nothing once the package is removed.
+func BackupJob(configPath, at string, encrypt bool) []byte {
+	flag := ""
+	if configPath != config.DefaultPath {
+		flag = " --config " + configPath
+	}
+	enc := ""
+	if encrypt {
+		enc = " --encrypt"
+	}
+	return fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule) and a weekly restore test.
+# Undone by 'emrkit revert --all' or 'dpkg --purge emrkit'; edits here are kept on purge.
+SHELL=/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+%s root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup%s
+47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup verify
+`, at, flag, enc, flag)
+}
+
+// BackupStep installs the schedule in dir (nil when backup.schedule is off).
+func BackupStep(dir, configPath string, b config.Backup, encrypt bool, since string) ([]managedfile.Step, error) {
+	at := b.CronTime()
+	if at == "" {
+		return nil, nil
+	}
+	path := filepath.Join(dir, BackupFile)
+	if err := checkConfigPath(configPath); err != nil {
+		return nil, err
+	}
+	return []managedfile.Step{{Path: path, Content: BackupJob(configPath, at, encrypt), Mode: 0o644,
+		What: "cron job taking scheduled backups and restore tests", SinceVersion: since}}, nil
+}
+
+func checkConfigPath(configPath string) error {
+	if !plainPath.MatchString(configPath) {
+		return fmt.Errorf("config file %q cannot go on a cron line; use a path of letters, digits, '.', '_', '-' and '/'", configPath)
+	}
+	return nil
+}
+
 var plainPath = regexp.MustCompile(`^/[A-Za-z0-9_./-]+$`)
 
 // PINStep installs the entry at path.
@@ -48,8 +93,8 @@ func PINStep(path, configPath, since string) (managedfile.Step, error) {
 	if err := CheckPath(path); err != nil {
 		return managedfile.Step{}, err
 	}
-	if !plainPath.MatchString(configPath) {
-		return managedfile.Step{}, fmt.Errorf("config file %q cannot go on a cron line; use a path of letters, digits, '.', '_', '-' and '/'", configPath)
+	if err := checkConfigPath(configPath); err != nil {
+		return managedfile.Step{}, err
 	}
 	return managedfile.Step{Path: path, Content: PINJob(configPath), Mode: 0o644,
 		What: "cron job cycling OSCAR PINs", SinceVersion: since}, nil

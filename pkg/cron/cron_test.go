@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/emrkit/emrkit/pkg/config"
 )
 
 func TestCheckPath(t *testing.T) {
@@ -48,5 +50,30 @@ func TestPINJob(t *testing.T) {
 	}
 	if !strings.Contains(string(PINJob("/srv/e.yaml")), "emrkit --config /srv/e.yaml 2fa") {
 		t.Fatal("custom config path not passed")
+	}
+}
+
+func TestBackupStep(t *testing.T) {
+	dir := t.TempDir()
+	for sched, want := range map[string]string{"": "17 2 * * * root", "daily": "17 2 * * * root", "weekly": "17 2 * * 0 root", "30  1 * * 1-5": "30 1 * * 1-5 root"} {
+		s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched}, true, "0.5.0")
+		if err != nil || len(s) != 1 {
+			t.Fatalf("%q: %v %v", sched, s, err)
+		}
+		c := string(s[0].Content)
+		if !strings.Contains(c, "\n"+want+" [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup --encrypt\n") ||
+			!strings.Contains(c, "\n47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup verify\n") {
+			t.Errorf("%q:\n%s", sched, c)
+		}
+	}
+	if s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: "off"}, false, "0.5.0"); err != nil || len(s) != 0 {
+		t.Fatalf("off: %v %v", s, err)
+	}
+	for _, bad := range []string{"hourly", "* * *", "1 2 3 4 5; rm -rf /", "a b c d e"} {
+		c := config.Default()
+		c.Backup.Schedule = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "backup.schedule") {
+			t.Errorf("schedule %q: %v", bad, err)
+		}
 	}
 }

@@ -65,6 +65,21 @@ var Questions = []Question{
 			c.OpenEMR.Site = v
 			return nil
 		}},
+	{"emrkit/backup-schedule", "backup.schedule",
+		func(c config.Config) string {
+			if c.Backup.Schedule == "" {
+				return config.DefaultSchedule
+			}
+			return c.Backup.Schedule
+		},
+		func(c *config.Config, v string) error {
+			// The default stays out of the file (an older release's loader does not know the key).
+			if v = strings.Join(strings.Fields(v), " "); v == config.DefaultSchedule {
+				v = ""
+			}
+			c.Backup.Schedule = v
+			return nil
+		}},
 	{"emrkit/migrations", "migrations",
 		func(c config.Config) string { return strings.Join(c.Migrations, ", ") },
 		func(c *config.Config, v string) error { c.Migrations = splitList(v); return nil }},

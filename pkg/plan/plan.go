@@ -101,6 +101,7 @@ var catalogue = []item{
 	{since: openemr.Since, build: openemrHardening},
 	{since: firewall.Since, build: firewallRules},
 	{since: firewall.HTTPSince, build: firewallHTTP},
+	{since: "0.5.0", build: backupSchedule},
 	{since: pgp.Since, build: pgpExports},
 	{since: migrate.Since, build: migrations},
 }
@@ -163,6 +164,36 @@ func openemrHardening(e env) ([]step.Step, error) {
 		e.plan.Warnings = func(ctx context.Context) []string { return openemr.Warnings(ctx, h.DB) }
 	}
 	return h.Steps, nil
+}
+
+// backupSchedule installs backup.schedule's cron entry, beside the PIN job's. Backups are
+// encrypted to the export key when pgp.mode gives one.
+func backupSchedule(e env) ([]step.Step, error) {
+	encrypt := oscar(e) && (e.cfg.PGP.Mode == "generate" || e.cfg.PGP.Mode == "public-key")
+	s, err := cron.BackupStep(filepath.Dir(e.cfg.Paths.CronFile), e.host.ConfigPath, e.cfg.Backup, encrypt, e.since)
+	if err != nil {
+		return nil, err
+	}
+	var steps []step.Step
+	for _, m := range s {
+		steps = append(steps, m)
+	}
+	return steps, nil
+}
+
+// EMRDatabase is the EMR's database: database.* as configured, named on an OpenEMR host by
+// the site's sqlconf.php.
+func EMRDatabase(cfg config.Config, h Host) (config.Database, error) {
+	db := cfg.Database
+	if cfg.Profile != "openemr" {
+		return db, nil
+	}
+	in, err := openemr.Detect(cfg.OpenEMR, h.OpenEMR.Roots)
+	if err != nil {
+		return db, err
+	}
+	db.Name = in.SQLConf.Database
+	return db, nil
 }
 
 // firewallHTTP opens port 80 when firewall.allow_http says so.

@@ -34,7 +34,7 @@ func build(t *testing.T, cfg config.Config, h Host, v string) []step.Step {
 
 func TestSinceFiltersSteps(t *testing.T) {
 	cfg := testConfig(t)
-	for v, want := range map[string]int{"0.0.9": 0, "0.1.0~rc1": 0, "0.1.0": 5, "0.1.0-1": 5, "9.0": 5} {
+	for v, want := range map[string]int{"0.0.9": 0, "0.1.0~rc1": 0, "0.1.0": 5, "0.1.0-1": 5, "0.4.1": 5, "0.5.0": 6, "9.0": 6} {
 		if got := len(build(t, cfg, DefaultHost(), v)); got != want {
 			t.Errorf("version %s: %d steps, want %d", v, got, want)
 		}

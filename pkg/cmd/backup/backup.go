@@ -19,6 +19,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/pgp"
+	"github.com/emrkit/emrkit/pkg/plan"
 )
 
 // Options are `emrkit backup`'s inputs.
@@ -86,8 +87,12 @@ func RunBackup(ctx context.Context, o *Options, cfg config.Config) (string, erro
 			return "", err
 		}
 	}
+	dbc, err := plan.EMRDatabase(cfg, o.F.Host)
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
 	if o.DryRun {
-		db, err := mariadb.Open(ctx, cfg.Database)
+		db, err := mariadb.Open(ctx, dbc)
 		if err != nil {
 			return "", err
 		}
@@ -96,10 +101,10 @@ func RunBackup(ctx context.Context, o *Options, cfg config.Config) (string, erro
 		if o.Encrypt {
 			what = "encrypted backup"
 		}
-		fmt.Fprintf(o.F.Out, "would write an %s of %s to %s (dry run: nothing written)\n", what, cfg.Database.Name, cfg.Paths.BackupDir)
+		fmt.Fprintf(o.F.Out, "would write an %s of %s to %s (dry run: nothing written)\n", what, dbc.Name, cfg.Paths.BackupDir)
 		return "", nil
 	}
-	return backup.Write(ctx, backup.Options{Database: cfg.Database, Dir: cfg.Paths.BackupDir, Label: backup.ManualLabel,
+	return backup.Write(ctx, backup.Options{Database: dbc, Dir: cfg.Paths.BackupDir, Label: backup.ManualLabel,
 		Recipients: recipients, Keep: o.Keep})
 }
 
@@ -160,9 +165,13 @@ func NewRestore(f *cmdutil.Factory) *cobra.Command {
 
 // RunRestore verifies, confirms, backs up what it replaces, and restores.
 func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error {
+	dbc, err := plan.EMRDatabase(cfg, o.F.Host)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	target := o.Database
 	if target == "" {
-		target = cfg.Database.Name
+		target = dbc.Name
 	}
 	if err := mariadb.ValidIdentifier(target); err != nil {
 		return cmdutil.Usage(fmt.Errorf("--database: %w", err))
@@ -179,7 +188,7 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 		return fmt.Errorf("restore: %w; nothing was restored", err)
 	}
 	fmt.Fprintf(o.F.Err, "%s is complete: %.1f MB of SQL\n", o.File, float64(size)/1e6)
-	exists, tables, err := backup.Exists(ctx, cfg.Database, target)
+	exists, tables, err := backup.Exists(ctx, dbc, target)
 	if err != nil {
 		return err
 	}
@@ -195,7 +204,7 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 		return err
 	}
 	if exists && tables > 0 {
-		db := cfg.Database
+		db := dbc
 		db.Name = target
 		path, err := backup.Dump(ctx, db, cfg.Paths.BackupDir, "before-restore")
 		if err != nil {
@@ -203,7 +212,7 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 		}
 		fmt.Fprintf(o.F.Err, "backed up %s to %s\n", target, path)
 	}
-	if err := backup.Restore(ctx, backup.RestoreOptions{Database: cfg.Database, File: o.File, Target: target, Keys: keys, Verified: true}); err != nil {
+	if err := backup.Restore(ctx, backup.RestoreOptions{Database: dbc, File: o.File, Target: target, Keys: keys, Verified: true}); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.F.Out, "restored %s into %s\n", o.File, target)
@@ -268,13 +277,17 @@ func newVerify(f *cmdutil.Factory) *cobra.Command {
 
 // RunVerify runs the restore test, records it, and exits 3 when it failed.
 func RunVerify(ctx context.Context, o *VerifyOptions, cfg config.Config) error {
+	dbc, err := plan.EMRDatabase(cfg, o.F.Host)
+	if err != nil {
+		return fmt.Errorf("backup verify: %w", err)
+	}
 	if o.File == "" {
-		newest, ok, err := backup.Newest(cfg.Paths.BackupDir, cfg.Database.Name, backup.ManualLabel)
+		newest, ok, err := backup.Newest(cfg.Paths.BackupDir, dbc.Name, backup.ManualLabel)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("backup verify: no backup of %s in %s yet; take one with `emrkit backup --encrypt`", cfg.Database.Name, cfg.Paths.BackupDir)
+			return fmt.Errorf("backup verify: no backup of %s in %s yet; take one with `emrkit backup`", dbc.Name, cfg.Paths.BackupDir)
 		}
 		o.File = newest.Path
 	}
@@ -282,7 +295,7 @@ func RunVerify(ctx context.Context, o *VerifyOptions, cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("backup verify: %w", err)
 	}
-	res, err := backup.VerifyRestore(ctx, cfg.Database, o.File, keys)
+	res, err := backup.VerifyRestore(ctx, dbc, o.File, keys)
 	if err != nil {
 		return err
 	}
