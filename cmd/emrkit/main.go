@@ -31,7 +31,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	f := &cmdutil.Factory{Version: build.Version, Dev: build.Dev, In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Host: plan.DefaultHost(),
-		Interactive: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }}
+		Interactive: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
+		Colour:      func() bool { return term.IsTerminal(int(os.Stdout.Fd())) && os.Getenv("NO_COLOR") == "" }}
 	cmd := root.New(f)
 	err = cmd.ExecuteContext(ctx)
 	stop()

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/firewall"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/plan"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -37,6 +39,8 @@ type Factory struct {
 	Err io.Writer
 	// Interactive reports whether a person answers on In (a terminal); nil means no.
 	Interactive func() bool
+	// Colour reports whether Out is a terminal that shows colours; nil means no.
+	Colour func() bool
 	// ConfigPath is the --config flag; ConfigSet says it was given explicitly.
 	ConfigPath string
 	ConfigSet  bool
@@ -119,7 +123,10 @@ type Session struct {
 
 // Open builds the plan for cfg and locks the journal in its state dir.
 func (f *Factory) Open(cfg config.Config, dryRun bool) (*Session, error) {
-	p, err := plan.New(cfg, f.Host, f.Version)
+	// A converging run keeps ufw's answers for the next one (a no-op configure starts no ufw).
+	h := f.Host
+	h.Firewall = h.Firewall.KeepReads(filepath.Join(cfg.Paths.StateDir, firewall.ReadsFile))
+	p, err := plan.New(cfg, h, f.Version)
 	if err != nil {
 		return nil, err
 	}

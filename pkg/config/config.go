@@ -55,6 +55,19 @@ type OpenEMR struct {
 	HTTPSRedirect bool `yaml:"https_redirect,omitempty"`
 	// PasswordPolicy overrides the strong defaults of OpenEMR's password globals.
 	PasswordPolicy PasswordPolicy `yaml:"password_policy,omitempty"`
+	// URL is where Apache serves OpenEMR on this host, which `emrkit doctor` probes.
+	URL string `yaml:"url,omitempty"`
+}
+
+// DefaultOpenEMRURL is openemr.url when the file does not set it.
+const DefaultOpenEMRURL = "http://127.0.0.1/openemr"
+
+// BaseURL is openemr.url or its default.
+func (o OpenEMR) BaseURL() string {
+	if o.URL == "" {
+		return DefaultOpenEMRURL
+	}
+	return o.URL
 }
 
 // PasswordPolicy is the values emrkit gives OpenEMR's password globals; nil means the
@@ -387,6 +400,12 @@ func (c Config) Validate() error {
 		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
 		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
 		func() error { return abs("openemr.root", c.OpenEMR.Root, true) },
+		func() error {
+			if u := c.OpenEMR.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("openemr.url: %q is not an http:// or https:// URL", u)
+			}
+			return nil
+		},
 		func() error {
 			if s := c.OpenEMR.Site; s != "" && !siteName.MatchString(s) {
 				return fmt.Errorf("openemr.site: %q is not a site directory name (letters, digits, . _ -)", s)

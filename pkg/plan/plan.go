@@ -109,7 +109,6 @@ var catalogue = []item{
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
 // database when they first need it.
 func New(cfg config.Config, h Host, version string) (*Plan, error) {
-	h.Firewall = h.Firewall.KeepReads(filepath.Join(cfg.Paths.StateDir, firewall.ReadsFile))
 	e := env{cfg: cfg, host: h, db: twofa.NewDB(cfg.Database),
 		uris: &twofa.URIFile{Path: filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)}}
 	p := &Plan{db: e.db, Undoers: undoers(e), Warnings: func(context.Context) []string { return nil }}

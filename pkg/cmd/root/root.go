@@ -10,6 +10,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/cmd/apply"
 	cmdbackup "github.com/emrkit/emrkit/pkg/cmd/backup"
+	cmddoctor "github.com/emrkit/emrkit/pkg/cmd/doctor"
 	"github.com/emrkit/emrkit/pkg/cmd/firewall"
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
 	cmdmigrate "github.com/emrkit/emrkit/pkg/cmd/migrate"
@@ -41,7 +42,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
 	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall),
 		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), cmdmigrate.New(f), cmdbackup.New(f), cmdbackup.NewRestore(f),
-		maint.New(f))
+		cmddoctor.New(f), maint.New(f))
 	requireSubcommand(cmd)
 	argsAreUsage(cmd)
 	return cmd
