@@ -57,7 +57,7 @@ test: deps
 # with the seed's SQL and mariadb-dump | gzip, then configure speed under dpkg in a chroot
 # (100,000 patients, 200 users) against a bare dpkg -i (some ten minutes in all).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 20x -skip 'VersusSeed|VersusGzip' ./...
+	$(GO) test -run '^$$' -bench . -benchtime 20x -skip 'VersusSeed|VersusGzip|VersusDumpRestore' ./...
 	sh scripts/bench-migrate.sh
 	sh scripts/bench-configure.sh
 

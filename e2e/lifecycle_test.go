@@ -285,6 +285,9 @@ func TestCronCyclesPINsInChroot(t *testing.T) {
 	data, err := os.ReadFile(deb)
 	must(t, err)
 	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+	// Backups every minute, so cron takes one while the test waits.
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte("emrkit emrkit/backup-schedule string * * * * *\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/preseed")
 	c.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
 	c.mustRun("cron")
 	secret := c.sql("SELECT totp_secret FROM security WHERE user_name='oscardoc'")
@@ -302,6 +305,33 @@ func TestCronCyclesPINsInChroot(t *testing.T) {
 			t.Fatalf("cron never cycled the PIN (still %q); /etc/cron.d/emrkit:\n%s", pin, c.mustRun("cat", "/etc/cron.d/emrkit"))
 		}
 		time.Sleep(2 * time.Second)
+	}
+	// The backup schedule's entry, run by the real cron, writes an encrypted backup that
+	// restores; switching the schedule off removes the entry and nothing else.
+	for deadline := time.Now().Add(100 * time.Second); ; time.Sleep(2 * time.Second) {
+		if files, _ := filepath.Glob(c.path("/var/backups/emrkit/oscar_15-backup-*.sql.gz.pgp")); len(files) > 0 {
+			t.Logf("cron wrote %s", filepath.Base(files[0]))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cron never took a scheduled backup; /etc/cron.d/emrkit-backup:\n%s", c.mustRun("cat", "/etc/cron.d/emrkit-backup"))
+		}
+	}
+	if out, code := c.run("emrkit", "backup", "verify"); code != 0 {
+		t.Fatalf("the scheduled backup does not restore: exit %d\n%s", code, out)
+	}
+	baseline := c.treeState()
+	c.mustRun("sh", "-c", "pkill -x cron; echo 'emrkit emrkit/backup-schedule string off' | debconf-set-selections && dpkg-reconfigure -fnoninteractive emrkit")
+	var other []string
+	for _, d := range diffStates(baseline, c.treeState()) {
+		if d != "removed /etc/cron.d/emrkit-backup" && !strings.HasPrefix(d, "changed /etc/emrkit/emrkit.yaml") &&
+			!strings.HasPrefix(d, "changed /var/lib/emrkit/") && !strings.HasPrefix(d, "added /var/lib/emrkit/") &&
+			!strings.HasPrefix(d, "changed /var/backups/emrkit") && !strings.HasPrefix(d, "added /var/backups/emrkit/") {
+			other = append(other, d)
+		}
+	}
+	if _, err := os.Stat(c.path("/etc/cron.d/emrkit-backup")); err == nil || len(other) > 0 {
+		t.Fatalf("backup-schedule off: the entry is still there, or more changed: %v", other)
 	}
 	// Purge stops the job and gives oscardoc their own PIN back.
 	c.mustRun("dpkg", "--purge", "emrkit")

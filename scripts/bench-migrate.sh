@@ -9,5 +9,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 rows=${1:-1000000}
-EMRKIT_BENCH_ROWS=$rows exec ${GO:-go} test -count=1 -run '^$' -bench 'VersusSeed|VersusGzip' -benchtime 1x \
+EMRKIT_BENCH_ROWS=$rows exec ${GO:-go} test -count=1 -run '^$' -bench 'VersusSeed|VersusGzip|VersusDumpRestore' -benchtime 1x \
 	-timeout 60m ./pkg/migrate ./pkg/backup

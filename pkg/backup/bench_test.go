@@ -99,3 +99,56 @@ func BenchmarkVersusGzip(b *testing.B) {
 	b.Logf("%d rows, %.0f MB of SQL: mariadb-dump | gzip %.2fs (%.0f MB/s), backup --encrypt %.2fs (%.0f MB/s, %.2fx the pipeline's throughput), plain backup %.2fs",
 		rows, mb, per(pipeT), mb/per(pipeT), per(encT), mb/per(encT), pipeT.Seconds()/encT.Seconds(), per(plainT))
 }
+
+// BenchmarkVerifyVersusDumpRestore compares `emrkit backup verify` (restore the backup into a
+// scratch database, dump it again, compare every table, drop it) with what an admin would do
+// by hand, `mariadb-dump db | mariadb scratch`, on the same data, in one run. Metrics: the
+// seconds of each and verify's time as a multiple of the plain pipeline's.
+func BenchmarkVerifyVersusDumpRestore(b *testing.B) {
+	rows := 100_000
+	if s := os.Getenv(benchRowsEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a number of rows", benchRowsEnv, s)
+		}
+		rows = min(n, 100_000) // the issue's size: a clinic's 100,000 patients
+	}
+	srv := mariadbtest.Start(b)
+	ctx := context.Background()
+	cfg := srv.CreateDatabase(b, "oscar_15")
+	if err := demofixture.Fill(ctx, srv.DB(b, "oscar_15"), rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	file, err := Write(ctx, Options{Database: cfg, Dir: b.TempDir(), Label: ManualLabel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := cfg
+	server.Name = ""
+	defaults, cleanup, err := mariadb.DefaultsFile(b.TempDir(), server)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cleanup()
+	var verify, plain time.Duration
+	for b.Loop() {
+		start := time.Now()
+		res, err := VerifyRestore(ctx, cfg, file, nil)
+		if err != nil || !res.OK {
+			b.Fatalf("%+v %v", res, err)
+		}
+		verify += time.Since(start)
+		srv.DB(b, "").Exec("DROP DATABASE IF EXISTS plain_restore")
+		srv.DB(b, "").Exec("CREATE DATABASE plain_restore")
+		start = time.Now()
+		sh := `mariadb-dump --defaults-extra-file="$1" --single-transaction oscar_15 | mariadb --defaults-extra-file="$1" plain_restore`
+		if out, err := exec.Command("sh", "-c", sh, "sh", defaults).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		plain += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(verify.Seconds()/n, "verify-s")
+	b.ReportMetric(plain.Seconds()/n, "dump|restore-s")
+	b.ReportMetric(verify.Seconds()/plain.Seconds(), "verify/plain")
+}

@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/emrkit/emrkit/internal/testbin"
+	"github.com/emrkit/emrkit/pkg/backup"
+	"github.com/emrkit/emrkit/pkg/doctor"
+)
+
+// doctorRun runs emrkit doctor --json in the chroot, validates the output against the
+// schema the package ships, and returns the report and the exit code.
+func doctorRun(t *testing.T, c *chroot, bin string, args ...string) (doctor.Report, int) {
+	t.Helper()
+	out, code := c.run(append([]string{"sh", "-c", `"$0" "$@" 2>/dev/null`, bin, "doctor", "--json"}, args...)...)
+	schema, err := jsonschema.UnmarshalJSON(bytes.NewReader(doctor.Schema))
+	must(t, err)
+	comp := jsonschema.NewCompiler()
+	must(t, comp.AddResource("doctor.schema.json", schema))
+	sch, err := comp.Compile("doctor.schema.json")
+	must(t, err)
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("doctor --json is not JSON (exit %d):\n%s", code, out)
+	}
+	if err := sch.Validate(doc); err != nil {
+		t.Fatalf("doctor --json does not follow the shipped schema: %v\n%s", err, out)
+	}
+	var r doctor.Report
+	must(t, json.Unmarshal([]byte(out), &r))
+	if want := map[bool]int{true: 3, false: 0}[r.Failing()]; code != want {
+		t.Fatalf("doctor exited %d with failing=%v", code, r.Failing())
+	}
+	return r, code
+}
+
+func statuses(r doctor.Report) map[string]doctor.Status {
+	m := map[string]doctor.Status{}
+	for _, c := range r.Checks {
+		m[c.ID] = c.Status
+	}
+	return m
+}
+
+// changed lists the checks whose status differs between two runs.
+func changed(a, b map[string]doctor.Status) []string {
+	var d []string
+	for id, s := range b {
+		if a[id] != s {
+			d = append(d, fmt.Sprintf("%s %s->%s", id, a[id], s))
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+func table(r doctor.Report) string {
+	var b bytes.Buffer
+	r.Table(&b, false)
+	return b.String()
+}
+
+// TestDoctorOnOSCARHost: on the fixture OSCAR host doctor lists the expected failures before
+// the package is installed, passes every control once it is (with a backup taken and proven),
+// and each injected fault flips exactly its own check.
+func TestDoctorOnOSCARHost(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.oscarHost(chrootProps)
+	bin := "/tmp/emrkit-doctor"
+	data, err := os.ReadFile(testbin.Emrkit(t, "0.5.0-1"))
+	must(t, err)
+	must(t, os.WriteFile(c.path(bin), data, 0o755))
+
+	before, code := doctorRun(t, c, bin)
+	t.Logf("doctor before apply (exit %d):\n%s", code, table(before))
+	st := statuses(before)
+	for _, id := range []string{"oscar.totp", "oscar.enrolled", "oscar.pin-job", "oscar.pgp", "firewall.active", "backup.recent", "backup.restore-test"} {
+		if st[id] != doctor.Fail {
+			t.Errorf("before apply %s is %s, want FAIL", id, st[id])
+		}
+	}
+
+	c.installDebs(map[string]string{"emrkit": deb})
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte("emrkit emrkit/totp-users string oscardoc nurse doc2\nemrkit emrkit/ssh-port string 22\n"), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/preseed")
+	c.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
+	c.mustRun("emrkit", "backup", "--encrypt")
+	c.mustRun("emrkit", "backup", "verify")
+	fresh := func() { c.mustRun("emrkit", "2fa", "sync-pins") }
+	fresh()
+	after, _ := doctorRun(t, c, "/usr/bin/emrkit")
+	t.Logf("doctor after apply (%.2fs):\n%s", after.Seconds, table(after))
+	good := statuses(after)
+	for id, s := range good {
+		if s != doctor.Pass {
+			t.Errorf("after apply %s is %s, want PASS", id, s)
+		}
+	}
+	if after.Passed != after.Applicable || after.Skipped != 0 {
+		t.Errorf("after apply: %d of %d pass, %d skipped", after.Passed, after.Applicable, after.Skipped)
+	}
+
+	newest := func() string {
+		f, ok, err := backup.Newest(c.path("/var/backups/emrkit"), "oscar_15", backup.ManualLabel)
+		if err != nil || !ok {
+			t.Fatalf("newest backup: %v %v", ok, err)
+		}
+		return f.Path
+	}
+	for _, f := range []struct {
+		check          string
+		inject, repair string
+	}{
+		{"oscar.enrolled", "mariadb oscar_15 -e \"UPDATE security SET totp_enabled = 0 WHERE user_name = 'nurse'\"",
+			"mariadb oscar_15 -e \"UPDATE security SET totp_enabled = 1 WHERE user_name = 'nurse'\""},
+		{"oscar.pin-job", "mv /etc/cron.d/emrkit /tmp/pin-job", "mv /tmp/pin-job /etc/cron.d/emrkit"},
+		{"firewall.listeners", "(nc -lk 0.0.0.0 3306 >/dev/null 2>&1 &); sleep 0.5; " +
+			"for n in $(ufw status numbered | grep '3306/tcp.*DENY' | sed 's/^\\[ *\\([0-9]*\\)\\].*/\\1/' | sort -rn); do ufw --force delete $n; done",
+			"pkill -x nc; emrkit apply"},
+		{"mariadb.anonymous", "mariadb -e \"CREATE USER ''@'localhost'\"", "mariadb -e \"DROP USER ''@'localhost'\""},
+	} {
+		c.mustRun("sh", "-c", f.inject)
+		fresh()
+		r, _ := doctorRun(t, c, "/usr/bin/emrkit")
+		if d := changed(good, statuses(r)); len(d) != 1 || !strings.HasPrefix(d[0], f.check+" PASS->FAIL") {
+			t.Errorf("fault for %s flipped %v:\n%s", f.check, d, table(r))
+		} else {
+			t.Logf("fault for %s: %s", f.check, d[0])
+		}
+		c.mustRun("sh", "-c", f.repair)
+		fresh()
+		if r, _ := doctorRun(t, c, "/usr/bin/emrkit"); len(changed(good, statuses(r))) != 0 {
+			t.Fatalf("after repairing %s: %v\n%s", f.check, changed(good, statuses(r)), table(r))
+		}
+	}
+
+	// A 3-day-old newest backup.
+	name := newest()
+	old := filepath.Join(filepath.Dir(name), strings.Replace(filepath.Base(name),
+		mustParse(t, name).Time.Format("20060102T150405.000Z"), time.Now().UTC().Add(-72*time.Hour).Format("20060102T150405.000Z"), 1))
+	must(t, os.Rename(name, old))
+	r, _ := doctorRun(t, c, "/usr/bin/emrkit")
+	if d := changed(good, statuses(r)); len(d) != 1 || d[0] != "backup.recent PASS->FAIL" {
+		t.Errorf("a 3-day-old backup flipped %v:\n%s", d, table(r))
+	}
+	must(t, os.Rename(old, name))
+
+	// The newest backup with its last KB cut off: the restore test fails.
+	c.mustRun("truncate", "-s", "-1024", strings.TrimPrefix(name, c.root))
+	if out, code := c.run("emrkit", "backup", "verify"); code != 3 || !strings.Contains(out, "FAILED") {
+		t.Errorf("verify of a cut backup: exit %d\n%s", code, out)
+	}
+	fresh()
+	r, _ = doctorRun(t, c, "/usr/bin/emrkit")
+	if d := changed(good, statuses(r)); len(d) != 1 || d[0] != "backup.restore-test PASS->FAIL" {
+		t.Errorf("a cut backup flipped %v:\n%s", d, table(r))
+	}
+
+	// As a user other than root: what cannot be read is skipped, and said so.
+	out, _ := c.run("runuser", "-u", "nobody", "--", "/usr/bin/emrkit", "doctor")
+	if !strings.Contains(out, "not checked: run as root to check them") || !strings.Contains(out, "SKIP") {
+		t.Errorf("doctor as nobody:\n%s", out)
+	}
+	t.Logf("doctor as nobody:\n%s", out)
+}
+
+func mustParse(t *testing.T, path string) backup.File {
+	t.Helper()
+	f, ok := backup.Parse(path)
+	if !ok {
+		t.Fatalf("%s is not a backup name", path)
+	}
+	return f
+}
+
+// TestDoctorOnOpenEMRHost: on the fixture OpenEMR host, served by the chroot's Apache, doctor
+// fails the scripts, sqlconf.php and Apache's answers before the package is installed and
+// passes them after; a world-readable sqlconf.php flips exactly its check. Backups of an
+// OpenEMR host are not encrypted (no export key): a warning, not a failure.
+func TestDoctorOnOpenEMRHost(t *testing.T) {
+	deb := buildDeb(t)
+	c := newChroot(t)
+	c.openemrHost()
+	must(t, os.WriteFile(c.path("/etc/apache2/conf-available/openemr-site.conf"),
+		[]byte(fmt.Sprintf(labSite, "/var/www/openemr")), 0o644))
+	c.mustRun("sh", "-c", "a2enconf -q openemr-site && a2enmod -q rewrite && echo 'ServerName openemr.test' >/etc/apache2/conf-enabled/zz-name.conf && apache2ctl start")
+	bin := "/tmp/emrkit-doctor"
+	data, err := os.ReadFile(testbin.Emrkit(t, "0.5.0-1"))
+	must(t, err)
+	must(t, os.WriteFile(c.path(bin), data, 0o755))
+
+	before, _ := doctorRun(t, c, bin, "--profile", "openemr")
+	t.Logf("doctor --profile openemr before apply:\n%s", table(before))
+	st := statuses(before)
+	for _, id := range []string{"openemr.scripts", "openemr.sqlconf", "openemr.web-denies", "openemr.password-policy", "firewall.active"} {
+		if st[id] != doctor.Fail {
+			t.Errorf("before apply %s is %s, want FAIL", id, st[id])
+		}
+	}
+	c.installDebs(map[string]string{"emrkit": deb})
+	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte(openemrPreseed), 0o644))
+	c.mustRun("debconf-set-selections", "/tmp/preseed")
+	c.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
+	c.mustRun("emrkit", "backup")
+	c.mustRun("emrkit", "backup", "verify")
+	after, code := doctorRun(t, c, "/usr/bin/emrkit")
+	t.Logf("doctor after apply (exit %d, %.2fs):\n%s", code, after.Seconds, table(after))
+	good := statuses(after)
+	for id, s := range good {
+		if want := map[string]doctor.Status{"backup.encrypted": doctor.Warn}[id]; want == "" && s != doctor.Pass || want != "" && s != want {
+			t.Errorf("after apply %s is %s", id, s)
+		}
+	}
+	c.mustRun("chmod", "0644", "/var/www/openemr/sites/default/sqlconf.php")
+	r, _ := doctorRun(t, c, "/usr/bin/emrkit")
+	if d := changed(good, statuses(r)); len(d) != 1 || d[0] != "openemr.sqlconf PASS->FAIL" {
+		t.Errorf("a world-readable sqlconf.php flipped %v:\n%s", d, table(r))
+	}
+}
