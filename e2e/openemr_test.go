@@ -187,6 +187,44 @@ func diffSnap(a, b map[string]string) []string {
 	return d
 }
 
+// openEMRLabHost is a fixture OpenEMR tree, its database on a private MariaDB, an emrkit
+// configuration for it (openemr.* extra), and the Apache lab serving it.
+type openEMRLabHost struct {
+	dir, root string
+	srv       *mariadbtest.Server
+	lab       *apacheLab
+	emrkit    func(args ...string) result
+}
+
+func newOpenEMRLabHost(t *testing.T, tree openemrfixture.Tree, extra string) openEMRLabHost {
+	t.Helper()
+	h := openEMRLabHost{dir: t.TempDir()}
+	// Apache's www-data walks down to the tree.
+	must(t, os.Chmod(filepath.Dir(h.dir), 0o755))
+	must(t, os.Chmod(h.dir, 0o755))
+	h.root = filepath.Join(h.dir, "openemr")
+	must(t, tree.Write(h.root))
+	h.srv = mariadbtest.Start(t)
+	dbc := h.srv.CreateDatabase(t, tree.Database)
+	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
+		_, err := h.srv.DB(t, tree.Database).Exec(q)
+		must(t, err)
+	}
+	if extra != "" {
+		extra = ", " + extra
+	}
+	cfgPath := filepath.Join(h.dir, "emrkit.yaml")
+	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s%s}\nfirewall: {enable: false}\n"+
+		"paths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, h.root, extra, h.dir, h.dir, h.dir)), 0o600))
+	bin := testbin.Emrkit(t, "0.5.0-1")
+	h.lab = newApacheLab(t, h.root)
+	h.emrkit = func(args ...string) result {
+		t.Helper()
+		return h.lab.run(nil, append([]string{bin, "--config", cfgPath}, args...)...)
+	}
+	return h
+}
+
 // TestOpenEMRHardeningUnderRealApache: the fixture OpenEMR served by Debian's apache2 answers
 // 200 for a patient document and the setup scripts before `emrkit apply`, 403 after, while
 // the login page, the portal, the API and OAuth2 rewrites and the code-set imports keep
@@ -197,28 +235,8 @@ func TestOpenEMRHardeningUnderRealApache(t *testing.T) {
 	must(t, err)
 	uid, _ := strconv.Atoi(www.Uid)
 	gid, _ := strconv.Atoi(www.Gid)
-	dir := t.TempDir()
-	// Apache's www-data walks down to the tree.
-	must(t, os.Chmod(filepath.Dir(dir), 0o755))
-	must(t, os.Chmod(dir, 0o755))
-	root := filepath.Join(dir, "openemr")
-	must(t, (openemrfixture.Tree{Major: 7, Database: "openemr", UID: uid, GID: gid}).Write(root))
-
-	srv := mariadbtest.Start(t)
-	dbc := srv.CreateDatabase(t, "openemr")
-	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
-		_, err := srv.DB(t, "openemr").Exec(q)
-		must(t, err)
-	}
-	cfgPath := filepath.Join(dir, "emrkit.yaml")
-	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s}\nfirewall: {enable: false}\n"+
-		"paths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, root, dir, dir, dir)), 0o600))
-	bin := testbin.Emrkit(t, "0.5.0-1")
-	l := newApacheLab(t, root)
-	emrkit := func(args ...string) result {
-		t.Helper()
-		return l.run(nil, append([]string{bin, "--config", cfgPath}, args...)...)
-	}
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr", UID: uid, GID: gid}, "")
+	srv, root, l, emrkit := h.srv, h.root, h.lab, h.emrkit
 
 	denied := []string{"sites/default/documents/1/referral.pdf", "sites/default/documents/era/remit.835", "sites/default/sqlconf.php",
 		"setup.php", "admin.php", "sql_upgrade.php", "sql_patch.php", "acl_upgrade.php", "ippf_upgrade.php",
@@ -312,23 +330,8 @@ func TestOpenEMRHardeningUnderRealApache(t *testing.T) {
 // is sent to HTTPS (but for certbot's challenges), HTTPS still denies the setup scripts and
 // serves the login page; undo brings plain HTTP back. Without an SSL site, apply refuses.
 func TestOpenEMRRedirectToHTTPS(t *testing.T) {
-	dir := t.TempDir()
-	must(t, os.Chmod(filepath.Dir(dir), 0o755))
-	must(t, os.Chmod(dir, 0o755))
-	root := filepath.Join(dir, "openemr")
-	must(t, (openemrfixture.Tree{Major: 8, Database: "openemr"}).Write(root))
-	srv := mariadbtest.Start(t)
-	dbc := srv.CreateDatabase(t, "openemr")
-	for _, q := range strings.Split(strings.TrimSpace(openemrfixture.GlobalsSQL), ";\n") {
-		_, err := srv.DB(t, "openemr").Exec(q)
-		must(t, err)
-	}
-	cfgPath := filepath.Join(dir, "emrkit.yaml")
-	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s, https_redirect: true}\n"+
-		"firewall: {enable: false}\npaths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, root, dir, dir, dir)), 0o600))
-	bin := testbin.Emrkit(t, "0.5.0-1")
-	l := newApacheLab(t, root)
-	emrkit := func(args ...string) result { return l.run(nil, append([]string{bin, "--config", cfgPath}, args...)...) }
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 8, Database: "openemr"}, "https_redirect: true")
+	l, emrkit, dir := h.lab, h.emrkit, h.dir
 
 	if r := emrkit("apply"); r.code == 0 || !strings.Contains(r.stderr, "no SSL site enabled") {
 		t.Fatalf("apply with https_redirect and no SSL site: %+v", r)

@@ -14,7 +14,6 @@ package aptrepo
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -34,8 +33,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ulikunitz/xz"
 	"pault.ag/go/debian/control"
-	"pault.ag/go/debian/deb"
+	debfile "pault.ag/go/debian/deb"
 
+	"github.com/emrkit/emrkit/pkg/deb"
 	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/pgp"
 )
@@ -150,7 +150,7 @@ func readDebs(paths []string, component string) ([]pkg, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := deb.Load(bytes.NewReader(data), p)
+		d, err := debfile.Load(bytes.NewReader(data), p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: control data unreadable (%v); rebuild the package", p, err)
 		}
@@ -225,7 +225,7 @@ func write(root string, o Options, pkgs []pkg) error {
 		if err != nil {
 			return err
 		}
-		gz, err := gzipped(text)
+		gz, err := deb.Gzip(text)
 		if err != nil {
 			return err
 		}
@@ -387,21 +387,6 @@ func Sources(o Options) []byte {
 		uri = "https://REPLACE-WITH-YOUR-REPOSITORY/"
 	}
 	return []byte(fmt.Sprintf("Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: %s\n", uri, o.Suite, o.Component, KeyringPath))
-}
-
-func gzipped(data []byte) ([]byte, error) {
-	var b bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&b, gzip.BestCompression) // no name, no mtime
-	if err != nil {
-		return nil, err
-	}
-	if _, err := zw.Write(data); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
 }
 
 func xzed(data []byte) ([]byte, error) {
