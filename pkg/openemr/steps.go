@@ -3,7 +3,6 @@ package openemr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,11 +79,6 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 	db := &mariadb.Shared{Config: dbc}
 	for _, g := range cfg.OpenEMR.PasswordPolicy.Globals() {
 		steps = append(steps, GlobalStep{DB: db, Name: g.Name, Value: g.Value, SinceVersion: since})
-	}
-	for _, s := range steps {
-		if p, ok := s.(fileperm.Step); ok && strings.Contains(p.Path, "/documents/") {
-			return Hardening{}, fmt.Errorf("refusing to change %s: emrkit never touches OpenEMR's documents", p.Path)
-		}
 	}
 	return Hardening{Steps: steps, DB: db}, nil
 }
