@@ -20,7 +20,6 @@ package backup
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/fsutil"
@@ -50,10 +50,12 @@ const (
 // ManualLabel labels the backups `emrkit backup` takes.
 const ManualLabel = "backup"
 
-// Level is the gzip level: Go's level 5 compresses a mariadb-dump as small as `gzip -6`
-// (measured: 58.2 MB against gzip -6's 58.6 MB for 242 MB of SQL) at about 1.5 times its
-// speed; Go's level 6 is slower than gzip -6.
-const Level = 5
+// Level is the gzip level of klauspost/compress's gzip, the same format at about five times
+// the speed of `gzip -6` and of Go's own compress/gzip (measured on a 97 MB dump: 120 MB/s
+// against 22 and 33 MB/s), 2% larger than `gzip -6`. The dump is then the bottleneck
+// (mariadb-dump alone: about 75 MB/s), so a second compressing core would buy nothing and
+// take the CPU the database server needs.
+const Level = 6
 
 // timeFormat is the UTC timestamp in names; it sorts as text in time order.
 const timeFormat = "20060102T150405.000Z"
@@ -156,7 +158,7 @@ func Write(ctx context.Context, o Options) (string, error) {
 		}
 		sink = enc
 	}
-	zw, _ := gzip.NewWriterLevel(sink, Level)
+	zw, _ := kgzip.NewWriterLevel(sink, Level)
 	args := append([]string{"--defaults-extra-file=" + defaults, "--single-transaction", "--routines",
 		"--triggers", "--events", "--hex-blob", "--", db.Name}, o.Tables...)
 	cmd := exec.CommandContext(ctx, "mariadb-dump", args...)
