@@ -166,7 +166,8 @@ func TestAptFleet(t *testing.T) {
 		}
 		t.Errorf("%s: apt-get update failed, but not as expected (%q):\n%s", what, want, out)
 	}
-	tamper("a tampered Packages file", "Hash Sum mismatch")
+	// apt checks the size first, then the hash: either refusal is the signed Release at work.
+	tamper("a tampered Packages file", "Hash Sum mismatch", "File has unexpected size")
 
 	r.publish(newSigner(t), time.Now(), 720*time.Hour, "0.1.0-1", "0.2.0-1", "0.3.0-1")
 	tamper("a Release signed by another key", "NO_PUBKEY", "is not signed")
