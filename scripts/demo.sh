@@ -1,9 +1,9 @@
 #!/bin/sh
 # `make demo`: builds two releases of the .deb and takes them through a preseeded install,
-# status, upgrade (with the data migrations), backup and restore, downgrade and purge on a
-# fixture OSCAR host (MariaDB with 20,000 patients + oscar.properties) in a throwaway Debian 12
-# chroot. The chroot runs in private mount, pid and network
-# namespaces: the host, its database and its firewall are never touched. Needs root.
+# status, upgrade (with the data migrations), backup, restore and restore test, doctor,
+# downgrade and purge on a fixture OSCAR host (MariaDB with 20,000 patients +
+# oscar.properties) in a throwaway Debian 12 chroot. The chroot runs in private mount, pid and
+# network namespaces: the host, its database and its firewall are never touched. Needs root.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (sudo make demo): it builds a chroot" >&2; exit 1; }
@@ -81,6 +81,11 @@ ls -l "$root$backup"
 in_chroot emrkit restore --yes --database oscar_restored "$backup"
 in_chroot mariadb -t -e "CHECKSUM TABLE oscar_15.demographic, oscar_restored.demographic, oscar_15.security, oscar_restored.security"
 in_chroot mariadb -e "DROP DATABASE oscar_restored"
+
+say "emrkit backup verify (the weekly restore test), then emrkit doctor: the posture at a glance"
+in_chroot emrkit backup verify
+in_chroot emrkit 2fa sync-pins
+in_chroot emrkit doctor || echo "(doctor exit $?: a control failed)"
 
 say "downgrade to $old: the newer releases' steps are undone (after a backup), two-factor login stays"
 in_chroot dpkg -i /tmp/emrkit-old.deb
