@@ -88,6 +88,7 @@ func TestAptFleet(t *testing.T) {
 	// chroot's own Debian mirror is unreachable from its network namespace.
 	c.mustRun("sh", "-c", "mv /etc/apt/sources.list /etc/apt/sources.list.orig && install -d -m 0755 /etc/apt/keyrings && "+
 		"install -m 0644 /srv/repo/emrkit.gpg /etc/apt/keyrings/emrkit.gpg && install -m 0644 /srv/repo/emrkit.sources /etc/apt/sources.list.d/emrkit.sources")
+	baseline := c.treeState()
 	start = time.Now()
 	if out, code := r.update(); code != 0 || strings.Contains(out, "W:") || strings.Contains(out, "E:") {
 		t.Fatalf("apt-get update against the signed repository: exit %d\n%s", code, out)
@@ -141,11 +142,18 @@ func TestAptFleet(t *testing.T) {
 	if read(t, props) != chrootProps || c.dbDump() != baseDB || c.mustRun("ufw", "status", "verbose") != baseUFW {
 		t.Fatal("purge did not restore oscar.properties, the database and the firewall")
 	}
-	for _, gone := range []string{"/etc/emrkit", "/var/lib/emrkit", "/etc/cron.d/emrkit"} {
-		if _, err := os.Stat(c.path(gone)); err == nil {
-			t.Errorf("%s left after purge", gone)
+	// The host is as before but for apt's own state (its lists; the empty sources.list apt's
+	// tools leave where the test moved the Debian mirror's away), the unattended-upgrades
+	// drop-in the test added, and the backups purge keeps.
+	var left []string
+	for _, d := range diffStates(baseline, c.treeState()) {
+		path := d[strings.Index(d, " /")+1:]
+		if !strings.HasPrefix(path, "/var/lib/apt/") && !strings.HasPrefix(path, "/var/lib/unattended-upgrades") &&
+			path != "/etc/apt/sources.list" && !strings.HasPrefix(path, "/etc/apt/apt.conf.d/51emrkit-unattended") {
+			left = append(left, d)
 		}
 	}
+	assertOnlyBackupsLeft(t, left)
 
 	// apt refuses: a tampered Packages file (every copy apt may fetch: plain, .gz, .xz and
 	// their by-hash names), a Release signed by another key, and an expired Valid-Until.
