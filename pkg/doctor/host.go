@@ -23,6 +23,7 @@ type host struct {
 	entries []journal.Entry
 	jErr    error
 	db      *sql.DB
+	dbName  string // the EMR's database (OpenEMR: sqlconf.php's)
 	dbErr   error
 	plan    *plan.Plan
 }
@@ -33,6 +34,7 @@ func newHost(ctx context.Context, env Env, profile string) *host {
 	cfg := env.Config
 	cfg.Profile = profile
 	dbc, err := plan.EMRDatabase(cfg, env.Host)
+	h.dbName = dbc.Name
 	if err == nil {
 		h.db, err = mariadb.Open(ctx, dbc)
 	}

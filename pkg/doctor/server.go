@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"bufio"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -232,13 +231,7 @@ func (h *host) backups() []Check {
 	if cfg.Backup.Schedule == "weekly" {
 		maxAge = 8 * 24 * time.Hour
 	}
-	db := cfg.Database.Name
-	if h.dbErr == nil {
-		var name sql.NullString
-		if h.db.QueryRowContext(h.ctx, "SELECT DATABASE()").Scan(&name) == nil && name.Valid {
-			db = name.String
-		}
-	}
+	db := h.dbName
 	newest, ok, err := backup.Newest(cfg.Paths.BackupDir, db, backup.ManualLabel)
 	if err != nil {
 		return []Check{skipped("backup.recent", ageTitle, hipaaBackup, err), skipped("backup.encrypted", encTitle, hipaaEncryption, err),
