@@ -86,3 +86,28 @@ const GlobalsSQL = "CREATE TABLE `globals` (`gl_name` varchar(63) NOT NULL, `gl_
 	"INSERT INTO globals (gl_name, gl_index, gl_value) VALUES ('secure_password', 0, '1'), ('password_history', 0, '5'), " +
 	"('gbl_minimum_password_length', 0, '6'), ('timeout', 0, '7200'), ('language_default', 0, 'English (Standard)'), " +
 	"('css_header', 0, 'style_light.css'), ('css_header', 1, 'x');\n"
+
+// PortalSQL creates the tables an offsite portal uses (patient_access_onsite as in OpenEMR's
+// sql/database.sql, patient_data and openemr_postcalendar_events cut to a few columns) and
+// two it must never see (users_secure with a password hash, pnotes with a clinical note),
+// with a few rows each. Statements are separated by ";\n".
+const PortalSQL = "CREATE TABLE `patient_access_onsite` (`id` INT NOT NULL AUTO_INCREMENT, `pid` bigint(20), " +
+	"`portal_username` VARCHAR(100), `portal_pwd` VARCHAR(255), `portal_pwd_status` TINYINT DEFAULT '1', " +
+	"`portal_login_username` VARCHAR(100) DEFAULT NULL, `portal_onetime` VARCHAR(255) DEFAULT NULL, " +
+	"`date_created` DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (`id`), UNIQUE KEY `pid` (`pid`)) ENGINE=InnoDB;\n" +
+	"CREATE TABLE `patient_data` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `pid` bigint(20) NOT NULL DEFAULT 0, " +
+	"`fname` varchar(255) NOT NULL DEFAULT '', `lname` varchar(255) NOT NULL DEFAULT '', `DOB` date DEFAULT NULL, " +
+	"`ss` varchar(255) NOT NULL DEFAULT '', `allow_patient_portal` varchar(31) NOT NULL DEFAULT '', " +
+	"PRIMARY KEY (`id`), UNIQUE KEY `pid` (`pid`)) ENGINE=InnoDB;\n" +
+	"CREATE TABLE `openemr_postcalendar_events` (`pc_eid` int(11) unsigned NOT NULL AUTO_INCREMENT, `pc_pid` varchar(11) DEFAULT NULL, " +
+	"`pc_title` varchar(150) DEFAULT NULL, `pc_eventDate` date NOT NULL DEFAULT '0000-00-00', PRIMARY KEY (`pc_eid`)) ENGINE=InnoDB;\n" +
+	"CREATE TABLE `users_secure` (`id` bigint(20) NOT NULL, `username` varchar(255) DEFAULT NULL, `password` varchar(255) DEFAULT NULL, " +
+	"PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
+	"CREATE TABLE `pnotes` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `pid` bigint(20) DEFAULT NULL, `body` longtext, " +
+	"PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
+	"INSERT INTO patient_data (pid, fname, lname, DOB, ss, allow_patient_portal) VALUES " +
+	"(1, 'Ada', 'Lovelace', '1815-12-10', '123-45-6789', 'YES'), (2, 'Alan', 'Turing', '1912-06-23', '987-65-4321', 'NO');\n" +
+	"INSERT INTO patient_access_onsite (pid, portal_username, portal_pwd, portal_pwd_status) VALUES (1, 'ada', '$2y$10$fixturehash', 1);\n" +
+	"INSERT INTO openemr_postcalendar_events (pc_pid, pc_title, pc_eventDate) VALUES ('1', 'Office Visit', '2026-12-10');\n" +
+	"INSERT INTO users_secure (id, username, password) VALUES (1, 'admin', '$2y$10$adminfixturehash');\n" +
+	"INSERT INTO pnotes (pid, body) VALUES (1, 'fixture clinical note: not for the portal');\n"

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,115 @@ type Config struct {
 	Backup Backup `yaml:"backup,omitempty"`
 	// OpenEMR (since 0.5.0) is written only when set, for the same reason.
 	OpenEMR OpenEMR `yaml:"openemr,omitempty"`
+	// Portal (since 0.6.0) is written only when set, for the same reason.
+	Portal Portal `yaml:"portal,omitempty"`
+}
+
+// Portal is an offsite patient portal's way into this OpenEMR server: its own database user,
+// a reverse SSH tunnel the clinic opens to the portal host, and optionally a replica of the
+// portal's tables only. Nothing is set up unless Enable is true.
+type Portal struct {
+	Enable bool `yaml:"enable,omitempty"`
+	// Tables the portal reads; empty means DefaultPortalTables. PortalWriteTable is always
+	// among them, with INSERT and UPDATE as well.
+	Tables []string `yaml:"tables,omitempty"`
+	// DBUser is the portal's MariaDB account (DefaultPortalDBUser), DBHost the one host it
+	// may connect from (DefaultPortalDBHost: through the tunnel or the replica, 127.0.0.1).
+	DBUser  string        `yaml:"db_user,omitempty"`
+	DBHost  string        `yaml:"db_host,omitempty"`
+	Tunnel  PortalTunnel  `yaml:"tunnel,omitempty"`
+	Replica PortalReplica `yaml:"replica,omitempty"`
+}
+
+// PortalTunnel is the reverse SSH tunnel to the portal host; an empty Host means none.
+type PortalTunnel struct {
+	// Host and Port are the portal host's sshd (Port: 22 when unset).
+	Host string `yaml:"host,omitempty"`
+	Port Port   `yaml:"port,omitempty"`
+	// User is the account on the portal host whose authorized_keys holds emrkit's key.
+	User string `yaml:"user,omitempty"`
+	// HostKey pins the portal host's sshd key ("ssh-ed25519 AAAA..."), as ssh-keyscan
+	// prints it: a tunnel never trusts a key it was not given.
+	HostKey string `yaml:"host_key,omitempty"`
+	// RemotePort is where the portal host reaches the clinic's HTTPS (localhost:RemotePort
+	// there, DefaultPortalRemotePort when unset); LocalPort is the clinic's HTTPS port
+	// (443 when unset).
+	RemotePort Port `yaml:"remote_port,omitempty"`
+	LocalPort  Port `yaml:"local_port,omitempty"`
+}
+
+// PortalReplica is the filtered replica: a second, local mariadbd that replicates only the
+// portal's tables from the clinic's server, for the offsite replica to pull from through the
+// tunnel.
+type PortalReplica struct {
+	Enable bool `yaml:"enable,omitempty"`
+	// Port is the local intermediate server's port on 127.0.0.1 (DefaultPortalReplicaPort);
+	// RemotePort is where the portal host reaches it through the tunnel
+	// (DefaultPortalReplicaRemotePort).
+	Port       Port `yaml:"port,omitempty"`
+	RemotePort Port `yaml:"remote_port,omitempty"`
+}
+
+// Portal defaults.
+const (
+	DefaultPortalDBUser            = "emrkit_portal"
+	DefaultPortalDBHost            = "127.0.0.1"
+	DefaultPortalSSHPort           = 22
+	DefaultPortalRemotePort        = 18443
+	DefaultPortalLocalPort         = 443
+	DefaultPortalReplicaPort       = 3307
+	DefaultPortalReplicaRemotePort = 13306
+	// PortalWriteTable is the one table the portal user may also INSERT into and UPDATE
+	// (patients' portal logins).
+	PortalWriteTable = "patient_access_onsite"
+)
+
+// DefaultPortalTables are the tables an offsite portal shows by default: the patients'
+// portal accounts, their demographics and their appointments (openemr-facts.md section 4).
+var DefaultPortalTables = []string{PortalWriteTable, "patient_data", "openemr_postcalendar_events"}
+
+// TableNames is portal.tables or the defaults, with PortalWriteTable always first.
+func (p Portal) TableNames() []string {
+	tables := p.Tables
+	if len(tables) == 0 {
+		tables = DefaultPortalTables
+	}
+	out := []string{PortalWriteTable}
+	for _, t := range tables {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// User is portal.db_user or its default.
+func (p Portal) User() string { return orDefault(p.DBUser, DefaultPortalDBUser) }
+
+// Host is portal.db_host or its default.
+func (p Portal) Host() string { return orDefault(p.DBHost, DefaultPortalDBHost) }
+
+// SSHPort, Remote and Local are the tunnel's ports or their defaults.
+func (t PortalTunnel) SSHPort() int { return portOr(t.Port, DefaultPortalSSHPort) }
+func (t PortalTunnel) Remote() int  { return portOr(t.RemotePort, DefaultPortalRemotePort) }
+func (t PortalTunnel) Local() int   { return portOr(t.LocalPort, DefaultPortalLocalPort) }
+
+// Local and Remote are the replica's ports or their defaults.
+func (r PortalReplica) Local() int  { return portOr(r.Port, DefaultPortalReplicaPort) }
+func (r PortalReplica) Remote() int { return portOr(r.RemotePort, DefaultPortalReplicaRemotePort) }
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func portOr(p Port, def int) int {
+	if p.N == 0 && p.raw == "" {
+		return def
+	}
+	return p.N
 }
 
 // OpenEMR is the OpenEMR profile's install and the hardening applied to it. Empty values
@@ -441,6 +551,13 @@ func (c Config) Validate() error {
 			}
 			return nil
 		},
+		c.Portal.validate,
+		func() error {
+			if c.Portal.Enable && c.Profile != "openemr" {
+				return fmt.Errorf("portal.enable: the offsite portal is OpenEMR's; set profile: openemr or portal.enable: false")
+			}
+			return nil
+		},
 		func() error {
 			if n := c.Backup.KeepBackups(); n < 0 {
 				return fmt.Errorf("backup.keep: %d is not a number of backups (0 keeps all)", n)
@@ -497,4 +614,63 @@ func Write(path string, c Config) error {
 		return err
 	}
 	return write(path, data)
+}
+
+var (
+	// A MariaDB table name emrkit will grant on: no quotes, dots or blanks.
+	tableName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+	// A DNS name or an address for the portal's sshd.
+	hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252}[A-Za-z0-9])?$`)
+	// A Unix user name on the portal host.
+	unixUser = regexp.MustCompile(`^[a-z_][a-z0-9_\-]{0,31}$`)
+	// A MariaDB account host: an address, a name, or a pattern with % (no quotes).
+	accountHost = regexp.MustCompile(`^[A-Za-z0-9.%_:\-]{1,255}$`)
+	// The one host key line form ssh-keyscan prints, without the host: "<type> <base64>".
+	hostKeyLine = regexp.MustCompile(`^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) AAAA[A-Za-z0-9+/]+={0,2}$`)
+)
+
+// validate checks portal.*; names are checked even when the portal is off, so a bad
+// value is caught when written, not when the portal is switched on.
+func (p Portal) validate() error {
+	for i, t := range p.Tables {
+		if !tableName.MatchString(t) {
+			return fmt.Errorf("portal.tables[%d]: %q is not a table name (letters, digits, _, at most 64)", i, t)
+		}
+	}
+	if p.DBUser != "" && !userName.MatchString(p.DBUser) {
+		return fmt.Errorf("portal.db_user: %q is not a MariaDB user name (letters, digits, . _ @ -)", p.DBUser)
+	}
+	if p.DBHost != "" && !accountHost.MatchString(p.DBHost) {
+		return fmt.Errorf("portal.db_host: %q is not a host or pattern (e.g. 127.0.0.1)", p.DBHost)
+	}
+	t := p.Tunnel
+	if t.Host != "" && !hostName.MatchString(t.Host) {
+		return fmt.Errorf("portal.tunnel.host: %q is not a host name or address", t.Host)
+	}
+	if t.User != "" && !unixUser.MatchString(t.User) {
+		return fmt.Errorf("portal.tunnel.user: %q is not a user name (lower-case letters, digits, _ -)", t.User)
+	}
+	if k := strings.TrimSpace(t.HostKey); k != "" && !hostKeyLine.MatchString(k) {
+		return fmt.Errorf("portal.tunnel.host_key: not a host key line like \"ssh-ed25519 AAAA...\" (copy it from `ssh-keyscan -t ed25519 <portal host>`, without the host name)")
+	}
+	if t.Host != "" && (t.User == "" || strings.TrimSpace(t.HostKey) == "") {
+		return fmt.Errorf("portal.tunnel: host is set but user or host_key is not; both are needed (the host key is never accepted blindly)")
+	}
+	ports := []struct {
+		key  string
+		port Port
+	}{{"portal.tunnel.port", t.Port}, {"portal.tunnel.remote_port", t.RemotePort}, {"portal.tunnel.local_port", t.LocalPort},
+		{"portal.replica.port", p.Replica.Port}, {"portal.replica.remote_port", p.Replica.RemotePort}}
+	for _, k := range ports {
+		if k.port.N == 0 && k.port.raw == "" {
+			continue
+		}
+		if err := k.port.check(k.key, false); err != nil {
+			return err
+		}
+	}
+	if t.Host != "" && p.Replica.Enable && t.Remote() == p.Replica.Remote() {
+		return fmt.Errorf("portal.replica.remote_port: %d is portal.tunnel.remote_port too; pick another port", p.Replica.Remote())
+	}
+	return nil
 }

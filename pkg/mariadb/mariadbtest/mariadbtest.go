@@ -46,6 +46,8 @@ func serverOptions(dir string) []string {
 // Server is one private mariadbd. Root logs in over Socket with no password.
 type Server struct {
 	Socket string
+	// Port is the TCP port on 127.0.0.1 when Options.Port asked for one, else 0.
+	Port int
 
 	dir      string
 	errorLog string
@@ -54,11 +56,26 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// Options change how StartWith runs the server.
+type Options struct {
+	// Port, when not 0, makes the server listen on 127.0.0.1:Port as well as its socket
+	// (replication, users limited to host 127.0.0.1).
+	Port int
+	// Args are more mariadbd options (--log-bin, --server-id=2, ...).
+	Args []string
+}
+
 // Start initialises a fresh data directory and starts mariadbd on it, returning once the
 // server accepts logins. t.Cleanup stops the server and removes the directory. Missing
 // server binaries fail the test rather than skip it: a skipped database test is a test
 // that silently never runs.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	mariadbd := lookPath(t, "mariadbd")
 	installDB := lookPath(t, "mariadb-install-db")
@@ -70,6 +87,7 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{
 		Socket:   filepath.Join(dir, "mysqld.sock"),
+		Port:     o.Port,
 		dir:      dir,
 		errorLog: filepath.Join(dir, "error.log"),
 		exited:   make(chan struct{}),
@@ -100,14 +118,19 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("mariadbtest: mariadb-install-db: %v\n%s", err, out)
 	}
 
-	s.cmd = exec.Command(mariadbd, append(append([]string{
+	network := []string{"--skip-networking"}
+	if o.Port != 0 {
+		network = []string{"--port=" + strconv.Itoa(o.Port), "--bind-address=127.0.0.1"}
+	}
+	args := []string{
 		"--no-defaults",
 		"--datadir=" + datadir,
 		"--socket=" + s.Socket,
-		"--skip-networking",
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + s.errorLog,
-	}, userOpt...), serverOptions(dir)...)...)
+	}
+	args = append(append(append(append(args, network...), userOpt...), serverOptions(dir)...), o.Args...)
+	s.cmd = exec.Command(mariadbd, args...)
 	// If the test binary dies without running cleanups (a go test timeout panics), take
 	// the server with it rather than leave it running. (The signal follows the forking OS
 	// thread, which Go keeps alive unless a goroutine exits while locked to it.)
@@ -173,6 +196,12 @@ func (s *Server) Stop() {
 		}
 	})
 }
+
+// Dir is the server's own directory (data/, its logs): tests read binary and relay logs there.
+func (s *Server) Dir() string { return s.dir }
+
+// Root is a config that reaches database name ("" for none) as root over the socket.
+func (s *Server) Root(name string) config.Database { return s.config(name) }
 
 // config points at database name ("" for none) as root over the socket.
 func (s *Server) config(name string) config.Database {
