@@ -112,10 +112,16 @@ func (c *chroot) path(p string) string { return filepath.Join(c.root, p) }
 // that a package came and went.
 func (c *chroot) treeState() map[string]string {
 	c.t.Helper()
+	return c.tree("/etc", "/usr", "/var", "/root", "/home")
+}
+
+// tree describes every file under tops as treeState does.
+func (c *chroot) tree(tops ...string) map[string]string {
+	c.t.Helper()
 	state := map[string]string{}
 	// The database's files change when it merely runs; it is compared by dump instead.
 	skip := []string{"/var/lib/dpkg", "/var/log", "/var/cache/debconf", "/var/cache/apt", "/tmp", "/proc", "/var/lib/mysql"}
-	for _, top := range []string{"/etc", "/usr", "/var", "/root", "/home"} {
+	for _, top := range tops {
 		filepath.WalkDir(c.path(top), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err

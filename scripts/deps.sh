@@ -11,6 +11,7 @@ ufw iptables iproute2 netcat-openbsd
 gnupg pgpgpg oathtool
 cron debconf-utils
 apache2 curl openssl
+openssh-client openssh-server adduser
 "
 
 missing=""

@@ -2,6 +2,7 @@ package maint
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -38,14 +39,7 @@ var Questions = []Question{
 		func(c *config.Config, v string) error { c.PGP.PublicKey = v; return nil }},
 	{"emrkit/firewall", "firewall.enable",
 		func(c config.Config) string { return strconv.FormatBool(c.Firewall.Enable) },
-		func(c *config.Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("%q is not true or false", v)
-			}
-			c.Firewall.Enable = b
-			return nil
-		}},
+		func(c *config.Config, v string) error { return setBool(&c.Firewall.Enable, v) }},
 	{"emrkit/https-port", "firewall.https_port",
 		func(c config.Config) string { return portText(c.Firewall.HTTPSPort) },
 		func(c *config.Config, v string) error { return setPort(&c.Firewall.HTTPSPort, v, false) }},
@@ -80,6 +74,50 @@ var Questions = []Question{
 			c.Backup.Schedule = v
 			return nil
 		}},
+	{"emrkit/portal", "portal.enable",
+		func(c config.Config) string { return strconv.FormatBool(c.Portal.Enable) },
+		func(c *config.Config, v string) error { return setBool(&c.Portal.Enable, v) }},
+	{"emrkit/portal-host", "portal.tunnel.host",
+		func(c config.Config) string {
+			t := c.Portal.Tunnel
+			if t.Host == "" || t.SSHPort() == config.DefaultPortalSSHPort {
+				return t.Host
+			}
+			return net.JoinHostPort(t.Host, strconv.Itoa(t.SSHPort()))
+		},
+		func(c *config.Config, v string) error {
+			host, port := strings.TrimSpace(v), config.Port{}
+			if h, p, err := net.SplitHostPort(host); err == nil {
+				host = h
+				if err := setPort(&port, p, false); err != nil {
+					return err
+				}
+			}
+			c.Portal.Tunnel.Host, c.Portal.Tunnel.Port = host, port
+			return nil
+		}},
+	{"emrkit/portal-user", "portal.tunnel.user",
+		func(c config.Config) string { return c.Portal.Tunnel.User },
+		func(c *config.Config, v string) error { c.Portal.Tunnel.User = strings.TrimSpace(v); return nil }},
+	{"emrkit/portal-host-key", "portal.tunnel.host_key",
+		func(c config.Config) string { return c.Portal.Tunnel.HostKey },
+		func(c *config.Config, v string) error {
+			c.Portal.Tunnel.HostKey = strings.Join(strings.Fields(v), " ")
+			return nil
+		}},
+	{"emrkit/portal-remote-port", "portal.tunnel.remote_port",
+		func(c config.Config) string { return strconv.Itoa(c.Portal.Tunnel.Remote()) },
+		func(c *config.Config, v string) error {
+			// The default stays out of the file, like every key an older release lacks.
+			if strings.TrimSpace(v) == strconv.Itoa(config.DefaultPortalRemotePort) {
+				c.Portal.Tunnel.RemotePort = config.Port{}
+				return nil
+			}
+			return setPort(&c.Portal.Tunnel.RemotePort, v, false)
+		}},
+	{"emrkit/portal-replica", "portal.replica.enable",
+		func(c config.Config) string { return strconv.FormatBool(c.Portal.Replica.Enable) },
+		func(c *config.Config, v string) error { return setBool(&c.Portal.Replica.Enable, v) }},
 	{"emrkit/migrations", "migrations",
 		func(c config.Config) string { return strings.Join(c.Migrations, ", ") },
 		func(c *config.Config, v string) error { c.Migrations = splitList(v); return nil }},
@@ -92,6 +130,15 @@ func splitList(v string) []string {
 		out = append(out, f)
 	}
 	return out
+}
+
+func setBool(b *bool, v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	*b = x
+	return nil
 }
 
 func portText(p config.Port) string {

@@ -6,6 +6,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/migrate"
 	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/pgp"
+	"github.com/emrkit/emrkit/pkg/portal"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
 	"github.com/emrkit/emrkit/pkg/twofa"
@@ -39,6 +41,8 @@ type Host struct {
 	PGP pgp.Env
 	// OpenEMR is where OpenEMR and Apache are.
 	OpenEMR openemr.Env
+	// Portal is where the offsite portal's tunnel and replica live.
+	Portal portal.Env
 }
 
 // DefaultHost probes where Debian's OSCAR packages put oscar.properties (Tomcat 9, 8, 7).
@@ -53,6 +57,7 @@ func DefaultHost() Host {
 		Firewall:   firewall.DefaultEnv(),
 		PGP:        pgp.DefaultEnv(),
 		OpenEMR:    openemr.DefaultEnv(),
+		Portal:     portal.DefaultEnv(),
 	}
 }
 
@@ -64,13 +69,14 @@ type Plan struct {
 	// Warnings are what the host should know and the plan does not change.
 	Warnings func(context.Context) []string
 	db       *twofa.DB
-	openemr  *mariadb.Shared
+	// shared are the other database connections steps opened.
+	shared []*mariadb.Shared
 }
 
 // Close releases the database connections that were opened.
 func (p *Plan) Close() error {
-	if p.openemr != nil {
-		p.openemr.Close()
+	for _, s := range p.shared {
+		s.Close()
 	}
 	return p.db.Close()
 }
@@ -104,6 +110,7 @@ var catalogue = []item{
 	{since: "0.5.0", build: backupSchedule},
 	{since: pgp.Since, build: pgpExports},
 	{since: migrate.Since, build: migrations},
+	{since: portal.Since, build: portalAccess},
 }
 
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
@@ -111,8 +118,9 @@ var catalogue = []item{
 func New(cfg config.Config, h Host, version string) (*Plan, error) {
 	e := env{cfg: cfg, host: h, db: twofa.NewDB(cfg.Database),
 		uris: &twofa.URIFile{Path: filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)}}
-	p := &Plan{db: e.db, Undoers: undoers(e), Warnings: func(context.Context) []string { return nil }}
+	p := &Plan{db: e.db, Warnings: func(context.Context) []string { return nil }}
 	e.plan = p
+	p.Undoers = undoers(e)
 	for _, it := range catalogue {
 		ok, err := debversion.AtMost(it.since, version)
 		if err != nil {
@@ -146,7 +154,34 @@ func undoers(e env) step.Registry {
 	maps.Copy(r, pgp.Undoers(e.host.PGP))
 	maps.Copy(r, migrate.Undoers(migrateEnv(e)))
 	maps.Copy(r, openemr.Undoers(e.host.OpenEMR, e.cfg.Database))
+	server := e.cfg.Database
+	server.Name = "" // the portal's entries name their database
+	shared := &mariadb.Shared{Config: server}
+	e.plan.shared = append(e.plan.shared, shared)
+	maps.Copy(r, portal.Undoers(e.host.Portal, shared))
 	return r
+}
+
+// portalAccess is the offsite portal's database user, replica and tunnel (portal.*), on
+// OpenEMR's database; it waits for OpenEMR to be installed.
+func portalAccess(e env) ([]step.Step, error) {
+	if !e.cfg.Portal.Enable || e.cfg.Profile != "openemr" {
+		return nil, nil
+	}
+	dbc, err := EMRDatabase(e.cfg, e.host)
+	var absent *openemr.NotInstalledError
+	if errors.As(err, &absent) {
+		return []step.Step{step.Unavailable{
+			StepID: portal.InstallKind + ":portal", StepKind: portal.InstallKind, StepTarget: "portal", StepSince: e.since,
+			What: "offsite portal access (database user, replica, tunnel)", Reason: absent.Reason,
+		}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	db := &mariadb.Shared{Config: dbc}
+	e.plan.shared = append(e.plan.shared, db)
+	return portal.Steps(e.cfg, db, dbc.Name, e.host.Portal, e.since)
 }
 
 // openemrHardening is "Securing OpenEMR": scripts locked, sqlconf.php, Apache, password globals.
@@ -159,7 +194,7 @@ func openemrHardening(e env) ([]step.Step, error) {
 		return nil, err
 	}
 	if h.DB != nil {
-		e.plan.openemr = h.DB
+		e.plan.shared = append(e.plan.shared, h.DB)
 		e.plan.Warnings = func(ctx context.Context) []string { return openemr.Warnings(ctx, h.DB) }
 	}
 	return h.Steps, nil

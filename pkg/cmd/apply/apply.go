@@ -94,6 +94,6 @@ func Summarize(f *cmdutil.Factory, rep step.Report, planned int, dry bool) {
 		fmt.Fprintf(f.Out, "applied %d, finished %d, undone %d%s, unchanged %d\n", rep.Applied, rep.Finished, rep.Undone, kept, rep.Unchanged)
 	}
 	if rep.Deferred > 0 {
-		fmt.Fprintf(f.Err, "NOTE: %d step(s) deferred until the EMR is installed; `emrkit status` lists them, `emrkit apply` finishes them\n", rep.Deferred)
+		fmt.Fprintf(f.Err, "NOTE: %d step(s) deferred, each for the reason above (the EMR not installed yet, a restart to make, no systemd); `emrkit status` lists them, `emrkit apply` finishes them\n", rep.Deferred)
 	}
 }

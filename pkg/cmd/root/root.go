@@ -15,6 +15,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmd/maint"
 	cmdmigrate "github.com/emrkit/emrkit/pkg/cmd/migrate"
 	cmdpgp "github.com/emrkit/emrkit/pkg/cmd/pgp"
+	cmdportal "github.com/emrkit/emrkit/pkg/cmd/portal"
 	"github.com/emrkit/emrkit/pkg/cmd/revert"
 	"github.com/emrkit/emrkit/pkg/cmd/status"
 	"github.com/emrkit/emrkit/pkg/cmd/twofa"
@@ -29,8 +30,9 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Use:   "emrkit",
 		Short: "Security finishing touches for clinic EMR servers, journaled and reversible",
 		Long: "emrkit applies the security finishing touches of an OSCAR or OpenEMR server (two-factor\n" +
-			"login, encrypted exports, firewall, data migrations) as journaled steps that downgrade and\n" +
-			"purge undo exactly. Exit codes: 0 ok, 1 error, 2 usage error, 3 a check found a problem.",
+			"login, encrypted exports, firewall, data migrations, an offsite portal's access) as journaled\n" +
+			"steps that downgrade and purge undo exactly. Exit codes: 0 ok, 1 error, 2 usage error, 3 a\n" +
+			"check found a problem.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
@@ -42,7 +44,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.Usage(err) })
 	cmd.AddCommand(version.New(f), apply.New(f), status.New(f), revert.New(f), twofa.New(f), firewall.NewWith(f, f.Host.Firewall),
 		cmdpgp.NewWith(f, f.Host.PGP), cmdpgp.NewOSCAREncrypt(f), cmdmigrate.New(f), cmdbackup.New(f), cmdbackup.NewRestore(f),
-		cmddoctor.New(f), maint.New(f))
+		cmddoctor.New(f), cmdportal.New(f), maint.New(f))
 	requireSubcommand(cmd)
 	argsAreUsage(cmd)
 	return cmd
