@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,17 +288,52 @@ func preflightRefusals(t *testing.T, l *lab, env Env, tun Tunnel, r *step.Runner
 		return b.String()
 	}
 	before := snapshot()
+	// squat holds the portal host's localhost:port (both loopback addresses, as sshd binds
+	// "localhost" on each) the way another clinic's tunnel or a portal service would.
+	squat := func(port int) func() {
+		var ls []net.Listener
+		err := l.in(func() error {
+			for _, addr := range []string{"127.0.0.1", "::1"} {
+				ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+				if err != nil {
+					if addr == "::1" {
+						continue // no IPv6 loopback in this namespace
+					}
+					return err
+				}
+				ls = append(ls, ln)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			for _, ln := range ls {
+				ln.Close()
+			}
+		}
+	}
 	for name, tc := range map[string]struct {
-		mod  func(*Tunnel)
-		want []string
+		mod   func(*Tunnel)
+		want  []string
+		setup func() func()
 	}{
+		// The permitted port, taken on the portal host: a changed local port makes the
+		// preflight probe the forward, which the portal's sshd cannot bind.
+		"remote port in use": {func(t *Tunnel) { t.Forwards = []Forward{{RemotePort: labRemotePort, LocalPort: labLocalPort + 1}} },
+			[]string{fmt.Sprintf("localhost:%d", labRemotePort), "portal.tunnel.remote_port"}, func() func() { return squat(labRemotePort) }},
 		"remote port": {func(t *Tunnel) { t.Forwards = []Forward{{RemotePort: 19443, LocalPort: labLocalPort}} },
-			[]string{"localhost:19443", "portal.tunnel.remote_port", "`emrkit portal authorized-key`"}},
+			[]string{"localhost:19443", "portal.tunnel.remote_port", "`emrkit portal authorized-key`"}, nil},
 		"second port": {func(t *Tunnel) {
 			t.Forwards = []Forward{{RemotePort: labRemotePort, LocalPort: labLocalPort}, {RemotePort: 13306, LocalPort: 3307, Setting: "portal.replica.remote_port"}}
-		}, []string{"localhost:13306", "portal.replica.remote_port"}},
-		"host key": {func(t *Tunnel) { t.HostKey = keygen(l.t, "ed25519") }, []string{"portal.tunnel.host_key"}},
+		}, []string{"localhost:13306", "portal.replica.remote_port"}, nil},
+		"host key": {func(t *Tunnel) { t.HostKey = keygen(l.t, "ed25519") }, []string{"portal.tunnel.host_key"}, nil},
 	} {
+		release := func() {}
+		if tc.setup != nil {
+			release = tc.setup()
+		}
 		tt := tun
 		tc.mod(&tt)
 		steps, err := Steps(tt, env, Since)
@@ -309,6 +345,7 @@ func preflightRefusals(t *testing.T, l *lab, env Env, tun Tunnel, r *step.Runner
 			_, err := r.Apply(ctxT(t, time.Minute), steps)
 			return err
 		})
+		release()
 		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "(nothing was changed)") {
 			t.Errorf("%s: want one line and nothing changed, got %v", name, err)
 			continue
