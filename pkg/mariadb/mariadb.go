@@ -6,7 +6,9 @@ package mariadb
 
 import (
 	"context"
+	"crypto/sha1"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -277,4 +279,13 @@ func QuoteIdentifier(name string) (string, error) {
 		return "", err
 	}
 	return "`" + name + "`", nil
+}
+
+// NativePasswordHash is the mysql_native_password hash of pw, as PASSWORD() computes it:
+// "*" + upper(hex(sha1(sha1(pw)))). An account created with IDENTIFIED BY PASSWORD and this
+// hash keeps the password itself out of the SQL text, the binary log and the query logs.
+func NativePasswordHash(pw string) string {
+	h1 := sha1.Sum([]byte(pw))
+	h2 := sha1.Sum(h1[:])
+	return "*" + strings.ToUpper(hex.EncodeToString(h2[:]))
 }

@@ -2,9 +2,7 @@ package portaldb
 
 import (
 	"context"
-	"crypto/sha1"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,15 +45,6 @@ func quoteName(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") 
 // quoteString is s as an SQL string literal, for names the server reported.
 func quoteString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
-}
-
-// nativeHash is the mysql_native_password hash of pw, as PASSWORD() computes it:
-// "*" + upper(hex(sha1(sha1(pw)))). Creating the account from the hash keeps the password
-// itself out of the SQL text, the binary log and the server's query logs.
-func nativeHash(pw string) string {
-	h1 := sha1.Sum([]byte(pw))
-	h2 := sha1.Sum(h1[:])
-	return "*" + strings.ToUpper(hex.EncodeToString(h2[:]))
 }
 
 // desiredPrivileges is the canonical privilege set of the portal account: USAGE, SELECT on

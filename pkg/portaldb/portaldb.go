@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/emrkit/emrkit/pkg/secretfile"
+
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -123,10 +125,10 @@ func (s UserStep) Preflight(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkPasswordPath(d.PasswordFile); err != nil {
+	if err := secretfile.CheckPath(d.PasswordFile); err != nil {
 		return err
 	}
-	if _, _, err := readPasswordFile(d.PasswordFile); err != nil {
+	if _, _, err := secretfile.Read(d.PasswordFile); err != nil {
 		return err
 	}
 	db, err := s.DB.Get(ctx)
@@ -161,7 +163,7 @@ func (s UserStep) Check(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	pw, ok, err := readPasswordFile(d.PasswordFile)
+	pw, ok, err := secretfile.Read(d.PasswordFile)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -169,7 +171,7 @@ func (s UserStep) Check(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return a.authIs(nativeHash(pw)) && slices.Equal(a.privileges, d.Privileges), nil
+	return a.authIs(mariadb.NativePasswordHash(pw)) && slices.Equal(a.privileges, d.Privileges), nil
 }
 
 // Capture records the account as it is (its statements, to recreate it) and whether the
@@ -226,11 +228,11 @@ func (s UserStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	pw, err := ensurePasswordFile(d.PasswordFile)
+	pw, err := secretfile.Ensure(d.PasswordFile)
 	if err != nil {
 		return err
 	}
-	hash := nativeHash(pw)
+	hash := mariadb.NativePasswordHash(pw)
 	acct := accountSQL(d.User, d.Host)
 	exec := func(what, stmt string) error {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {

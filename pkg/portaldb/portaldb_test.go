@@ -2,7 +2,6 @@ package portaldb
 
 import (
 	"bytes"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emrkit/emrkit/pkg/secretfile"
+
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/emrkit/emrkit/internal/openemrfixture"
@@ -23,27 +24,6 @@ import (
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 	"github.com/emrkit/emrkit/pkg/step"
 )
-
-func TestNativeHash(t *testing.T) {
-	// As the server computes it: CREATE USER ... IDENTIFIED BY 'pw' stores this.
-	if got := nativeHash("pw"); got != "*D821809F681A40A6E379B50D0463EFAE20BDD122" {
-		t.Fatalf("nativeHash(pw) = %s", got)
-	}
-}
-
-func TestNewPassword(t *testing.T) {
-	seen := map[string]bool{}
-	for range 50 {
-		pw, err := newPassword(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pw) != passwordLength || strings.Trim(pw, base62) != "" || seen[pw] {
-			t.Fatalf("password %q: wrong length, alphabet, or repeated", pw)
-		}
-		seen[pw] = true
-	}
-}
 
 func TestHideSecrets(t *testing.T) {
 	for in, want := range map[string]string{
@@ -328,7 +308,7 @@ func (e *env) testApplyLoginUndo(t *testing.T) {
 	}
 	data, _ := os.ReadFile(s.PasswordFile)
 	pw := strings.TrimSuffix(string(data), "\n")
-	if len(pw) != passwordLength || strings.Trim(pw, base62) != "" {
+	if len(pw) != 32 || strings.Trim(pw, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
 		t.Fatalf("password file holds %d characters", len(pw))
 	}
 	jdata, err := os.ReadFile(journalFile)
@@ -336,7 +316,7 @@ func (e *env) testApplyLoginUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	en := entry(t, j, s)
-	if bytes.Contains(jdata, []byte(pw)) || bytes.Contains(jdata, []byte(nativeHash(pw))) ||
+	if bytes.Contains(jdata, []byte(pw)) || bytes.Contains(jdata, []byte(mariadb.NativePasswordHash(pw))) ||
 		bytes.Contains(en.Desired, []byte(pw)) || bytes.Contains(en.Before, []byte(pw)) {
 		t.Fatal("the password or its hash is in the journal")
 	}
@@ -367,7 +347,7 @@ func (e *env) testApplyLoginUndo(t *testing.T) {
 	lines, err := Grants(ctx, e.root, s.User, s.Host)
 	if err != nil || len(lines) != 4 || !slices.Contains(lines, "GRANT SELECT, INSERT, UPDATE ON `openemr`.`patient_access_onsite` TO `emrkit_portal`@`127.0.0.1`") ||
 		!slices.Contains(lines, "GRANT USAGE ON *.* TO `emrkit_portal`@`127.0.0.1` IDENTIFIED BY PASSWORD <hidden>") ||
-		strings.Contains(strings.Join(lines, "\n"), nativeHash(pw)) {
+		strings.Contains(strings.Join(lines, "\n"), mariadb.NativePasswordHash(pw)) {
 		t.Fatalf("grants: %q %v", lines, err)
 	}
 	if none, err := Grants(ctx, e.root, "nobody_here", "127.0.0.1"); none != nil || err != nil {
@@ -532,7 +512,7 @@ func (e *env) testAdminPassword(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	jdata, _ := os.ReadFile(journalFile)
-	for _, secret := range []string{pw, nativeHash(pw), strings.TrimPrefix(nativeHash(pw), "*")} {
+	for _, secret := range []string{pw, mariadb.NativePasswordHash(pw), strings.TrimPrefix(mariadb.NativePasswordHash(pw), "*")} {
 		if bytes.Contains(jdata, []byte(secret)) {
 			t.Fatalf("journal holds %q", secret)
 		}
@@ -639,7 +619,7 @@ func (e *env) testCrash(t *testing.T) {
 		}
 		var dd desired
 		json.Unmarshal(d, &dd)
-		pw, err := ensurePasswordFile(dd.PasswordFile)
+		pw, err := secretfile.Ensure(dd.PasswordFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -649,7 +629,7 @@ func (e *env) testCrash(t *testing.T) {
 		if _, err := os.Stat(s.PasswordFile); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("undo left emrkit's password file: %v", err)
 		}
-		if pw, err = ensurePasswordFile(dd.PasswordFile); err != nil {
+		if pw, err = secretfile.Ensure(dd.PasswordFile); err != nil {
 			t.Fatal(err)
 		}
 		rep, err := r.Apply(ctx, []step.Step{s})
@@ -696,11 +676,11 @@ func (e *env) testCrash(t *testing.T) {
 		if o, _ := undo(t, s, en); o != step.AlreadyBefore {
 			t.Fatalf("undo before anything landed: %v", o)
 		}
-		pw, err := ensurePasswordFile(s.PasswordFile)
+		pw, err := secretfile.Ensure(s.PasswordFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.exec(t, "ALTER USER 'crash_pre'@'127.0.0.1' IDENTIFIED BY PASSWORD '"+nativeHash(pw)+"'",
+		e.exec(t, "ALTER USER 'crash_pre'@'127.0.0.1' IDENTIFIED BY PASSWORD '"+mariadb.NativePasswordHash(pw)+"'",
 			"GRANT SELECT ON openemr.patient_data TO 'crash_pre'@'127.0.0.1'")
 		if o, _ := undo(t, s, en); o != step.Restored {
 			t.Fatalf("undo of the interrupted apply: %v", o)

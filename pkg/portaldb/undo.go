@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/emrkit/emrkit/pkg/secretfile"
+
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -48,8 +50,8 @@ func read(ctx context.Context, db *sql.DB, d desired) (state, error) {
 	}
 	st := state{account: a}
 	// An unreadable file (removed, or its mode changed) leaves the privileges to decide.
-	if pw, ok, err := readPasswordFile(d.PasswordFile); err == nil && ok {
-		st.passwordKnown, st.fileHash = true, nativeHash(pw)
+	if pw, ok, err := secretfile.Read(d.PasswordFile); err == nil && ok {
+		st.passwordKnown, st.fileHash = true, mariadb.NativePasswordHash(pw)
 	}
 	return st, nil
 }
@@ -98,7 +100,7 @@ func (u undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string
 		if b.PasswordFileExisted {
 			return nil
 		}
-		return removeFile(d.PasswordFile)
+		return secretfile.Remove(d.PasswordFile)
 	}
 	if !st.exists {
 		if err := dropFile(); err != nil {

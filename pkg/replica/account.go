@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/emrkit/emrkit/pkg/secretfile"
+
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
@@ -205,7 +207,7 @@ func (s accountStep) Preflight(ctx context.Context) error {
 	if err != nil || !a.exists {
 		return err
 	}
-	if !ok || a.auth != nativeHash(pw) {
+	if !ok || a.auth != mariadb.NativePasswordHash(pw) {
 		return fmt.Errorf("MariaDB account %s exists and was not made by emrkit (it does not log in with the password in %s); drop it or rename it, then run emrkit apply",
 			accountSQL(s.user, AccountHost), s.passwordFile)
 	}
@@ -230,7 +232,7 @@ func holdsAccount(ctx context.Context, d accountDesired, primary *mariadb.Shared
 	if err != nil {
 		return false, err
 	}
-	return a.exists && a.auth == nativeHash(pw) && slices.Equal(a.grants, d.Grants), nil
+	return a.exists && a.auth == mariadb.NativePasswordHash(pw) && slices.Equal(a.grants, d.Grants), nil
 }
 
 func (s accountStep) Capture(ctx context.Context) (json.RawMessage, json.RawMessage, error) {
@@ -274,7 +276,7 @@ func (s accountStep) Apply(ctx context.Context, _ json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	hash := nativeHash(pw)
+	hash := mariadb.NativePasswordHash(pw)
 	acct := accountSQL(d.User, d.Host)
 	return unlogged(ctx, db, func(conn *sql.Conn) error {
 		a, err := readAccount(ctx, conn, d.User, d.Host)
@@ -324,7 +326,7 @@ func (u accountUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome,
 		if b.FileExisted {
 			return nil
 		}
-		return removeFile(d.PasswordFile)
+		return secretfile.Remove(d.PasswordFile)
 	}
 	db, done, err := server(ctx, d.Server, u.primary, d.Socket)
 	if _, deferred := step.IsDeferred(err); deferred {
@@ -358,7 +360,7 @@ func (u accountUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome,
 		case b.Existed:
 			outcome, detail = step.Kept, acct+" was there before emrkit's step"
 			return nil
-		case !ok || a.auth != nativeHash(pw):
+		case !ok || a.auth != mariadb.NativePasswordHash(pw):
 			outcome, detail = step.Kept, acct+"'s password was changed since (or "+d.PasswordFile+" was); drop it yourself if it is unused"
 			return nil
 		}

@@ -1,4 +1,8 @@
-package portaldb
+// Package secretfile owns the password files emrkit generates for the accounts it creates
+// (the portal's database user, the replication accounts): a password from crypto/rand that
+// survives any quoting, written once, atomically, mode 0600, and never rewritten, so a run
+// resumed after a crash keeps the password the account was created with.
+package secretfile
 
 import (
 	"crypto/rand"
@@ -20,13 +24,13 @@ const (
 	base62         = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 )
 
-// newPassword draws a password from r (crypto/rand in production), without modulo bias.
-func newPassword(r io.Reader) (string, error) {
+// New draws a password from r (crypto/rand in production), without modulo bias.
+func New(r io.Reader) (string, error) {
 	out := make([]byte, 0, passwordLength)
 	buf := make([]byte, 64)
 	for len(out) < passwordLength {
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", fmt.Errorf("generate the portal's database password: %w", err)
+			return "", fmt.Errorf("generate a password: %w", err)
 		}
 		for _, c := range buf {
 			// 248 = 4*62: bytes at or above it would favour the first letters.
@@ -38,9 +42,9 @@ func newPassword(r io.Reader) (string, error) {
 	return string(out), nil
 }
 
-// checkPasswordPath refuses a password file path emrkit cannot own: it must be absolute,
+// CheckPath refuses a password file path emrkit cannot own: it must be absolute,
 // in a directory that is there (emrkit creates no directories it would have to remove).
-func checkPasswordPath(path string) error {
+func CheckPath(path string) error {
 	if path == "" || !filepath.IsAbs(path) {
 		return fmt.Errorf("password file %q: an absolute path is needed", path)
 	}
@@ -54,9 +58,9 @@ func checkPasswordPath(path string) error {
 	return nil
 }
 
-// readPasswordFile returns the password in path (its first line) and whether the file is
+// Read returns the password in path (its first line) and whether the file is
 // there. A file others may read, or an empty one, is an error naming the fix.
-func readPasswordFile(path string) (string, bool, error) {
+func Read(path string) (string, bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
@@ -87,18 +91,18 @@ func readPasswordFile(path string) (string, bool, error) {
 	return pw, true, nil
 }
 
-// ensurePasswordFile returns the password in path, first writing a new one (0600,
+// Ensure returns the password in path, first writing a new one (0600,
 // atomically) when the file is not there. A file that is there is never rewritten, so a
 // run resumed after a crash, or an admin's own password, keeps the password it has.
-func ensurePasswordFile(path string) (string, error) {
-	pw, ok, err := readPasswordFile(path)
+func Ensure(path string) (string, error) {
+	pw, ok, err := Read(path)
 	if err != nil || ok {
 		return pw, err
 	}
-	if err := checkPasswordPath(path); err != nil {
+	if err := CheckPath(path); err != nil {
 		return "", err
 	}
-	if pw, err = newPassword(rand.Reader); err != nil {
+	if pw, err = New(rand.Reader); err != nil {
 		return "", err
 	}
 	if err := fsutil.WriteAtomic(path, []byte(pw+"\n"), 0o600, nil); err != nil {
@@ -107,8 +111,8 @@ func ensurePasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
-// removeFile removes path, which may be gone already.
-func removeFile(path string) error {
+// Remove removes path, which may be gone already.
+func Remove(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove password file: %w", err)
 	}
