@@ -115,8 +115,9 @@ type Report struct {
 
 // ReplicaState is the local filtered replica as SHOW SLAVE STATUS sees it.
 type ReplicaState struct {
-	Running    bool `json:"running"`
-	LagSeconds int  `json:"lag_seconds"`
+	Running bool `json:"running"`
+	// LagSeconds is Seconds_Behind_Master, -1 when the replica cannot tell.
+	LagSeconds int `json:"lag_seconds"`
 }
 
 // Status prints the portal's state; cmdutil.Problem when the portal is enabled and some part
@@ -211,7 +212,11 @@ func printReport(w io.Writer, rep Report) {
 		if r.Running {
 			state = "running"
 		}
-		fmt.Fprintf(tw, "replica\t%s\tlag %d s\n", state, r.LagSeconds)
+		lag := "lag unknown"
+		if r.LagSeconds >= 0 {
+			lag = fmt.Sprintf("lag %d s", r.LagSeconds)
+		}
+		fmt.Fprintf(tw, "replica\t%s\t%s\n", state, lag)
 	}
 	tw.Flush()
 	for _, p := range rep.Problems {
