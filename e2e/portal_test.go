@@ -131,6 +131,11 @@ func TestDpkgPortalPreseeded(t *testing.T) {
 	if !authorizedKeyRE.MatchString(line) {
 		t.Errorf("authorized-key printed %q", line)
 	}
+	// The replica waits for the MariaDB restart: replica-config says so rather than print a
+	// configuration with no account behind it.
+	if out, code := c.run("emrkit", "portal", "replica-config"); code == 0 || !strings.Contains(out, "not set up yet") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("replica-config before the restart exited %d:\n%s", code, out)
+	}
 	st, code := c.run("emrkit", "portal", "status")
 	t.Logf("portal status (exit %d):\n%s", code, st)
 	if code != 3 || !strings.Contains(st, "emrkit_portal@127.0.0.1") {
@@ -202,9 +207,12 @@ func TestPortalBadInput(t *testing.T) {
 	}
 }
 
-// Generated per install: the portal user's password hash, the tunnel key, the replication
-// passwords.
-var passwordHashRE = regexp.MustCompile(`\*[0-9A-F]{40}`)
+// Generated per install: the portal user's password hash (and when it was set), the tunnel
+// key, the replication passwords.
+var (
+	passwordHashRE    = regexp.MustCompile(`\*[0-9A-F]{40}`)
+	passwordChangedRE = regexp.MustCompile(`"password_last_changed":[0-9]+`)
+)
 
 // portalState is what a converged OpenEMR host with the portal looks like, generated secrets
 // masked: MariaDB's accounts, the tunnel's system user, the files emrkit keeps for the portal
@@ -212,7 +220,7 @@ var passwordHashRE = regexp.MustCompile(`\*[0-9A-F]{40}`)
 func (c *chroot) portalState() string {
 	c.t.Helper()
 	var b strings.Builder
-	b.WriteString(passwordHashRE.ReplaceAllString(c.accounts(), "*HASH"))
+	b.WriteString(passwordChangedRE.ReplaceAllString(passwordHashRE.ReplaceAllString(c.accounts(), "*HASH"), `"password_last_changed":TIME`))
 	user, _ := c.run("getent", "passwd", "emrkit-tunnel")
 	fmt.Fprintf(&b, "tunnel user: %s\n", user)
 	generated := map[string]bool{"/etc/emrkit/portal-db.password": true, "/var/lib/emrkit-tunnel/id_ed25519": true,
