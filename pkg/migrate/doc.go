@@ -58,8 +58,8 @@
 // # Down is compare-and-swap
 //
 // Down (the journal undoer: `migrate down`, revert, downgrade, purge, or a migration dropped
-// from config.Migrations) first calls the backup function on the table and the undo tables,
-// then walks the undo table in batches:
+// from config.Migrations) first calls the backup function on the undo table and the progress
+// table, then walks the undo table in batches:
 //
 //	UPDATE demographic JOIN undo USING (key) SET columns = old values
 //	       WHERE key IN (lo, hi] AND every column still holds, byte for byte, the new value;
@@ -68,6 +68,14 @@
 // counted, with a sample of its keys in the report; rows that hold the old values already
 // count as neither. Progress (state "undoing", last_key) is committed with each batch, so an
 // interrupted down resumes too. The undo table is dropped last.
+//
+// Why the undo table is the whole backup down needs: down writes nothing but the migrated
+// columns of the rows the undo table lists, and only the values recorded as old, where the
+// row holds the values recorded as new. Every write of down is therefore reversed by the
+// same table (UPDATE t JOIN undo SET columns = new WHERE columns hold old), and no other
+// column or row is touched. A dump of the whole table would add the patients' other columns
+// (most of its size, about 9 s per million rows) without adding anything down can lose. The
+// whole-database backup that `dpkg` downgrades and purges take first is kept as it was.
 //
 // # Cost
 //
@@ -82,8 +90,8 @@
 // statement by itself, measured batch by batch), plus per-batch commits; the second worker
 // overlaps one segment's commits and scans with the other's. A per-batch JSON blob instead of
 // an undo row per change was measured too: 8% faster, not worth losing a typed, inspectable
-// undo table. The backup down takes first (a mariadb-dump of the table and the undo table,
-// about 9 s for a million rows) is extra and reported apart.
+// undo table. The backup down takes first is a mariadb-dump of the undo table and the
+// progress table only (see "Down is compare-and-swap").
 //
 // # Who owns a migration
 //

@@ -86,7 +86,9 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		if backup == nil {
 			return DownResult{}, fmt.Errorf("no backup function: refusing to undo %s without a backup", m.Name)
 		}
-		file, err := backup(ctx, "before-migrate-down-"+m.Name, m.Table, undo, ProgressTable)
+		// The undo table alone is enough (see the package doc): down writes only the rows it
+		// lists, only where they hold its new values, and only its old values.
+		file, err := backup(ctx, "before-migrate-down-"+m.Name, undo, ProgressTable)
 		if err != nil {
 			return DownResult{}, fmt.Errorf("backup before undoing %s: %w; nothing was undone", m.Name, err)
 		}

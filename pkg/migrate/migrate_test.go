@@ -4,11 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 	"github.com/emrkit/emrkit/pkg/step"
@@ -157,6 +161,7 @@ func TestMiddleNames(t *testing.T) {
 	if !strings.Contains(emr.out.String(), fmt.Sprintf("restored %s rows; backup in %s/emr-before-migrate-down-middle-names-", Group(int64(changed)), emr.backup)) {
 		t.Fatalf("down report:\n%s", emr.out)
 	}
+	redoFromBackup(t, emr, after)
 	if e, _ := emr.j.Get("migrate.middle-names:emr.demographic"); e.State != journal.Undone {
 		t.Fatalf("journal after down: %+v", e)
 	}
@@ -536,5 +541,48 @@ func TestRowsAddedDuringUpAreLeftAlone(t *testing.T) {
 	}
 	if st, _, _ := ReadState(context.Background(), f.db, "middle-names"); st.HighKey != 2000 || st.LastKey != 2000 {
 		t.Fatalf("progress: %+v", st)
+	}
+}
+
+// redoFromBackup proves the backup down took first (the undo and progress tables only) is
+// all down needs: it holds no other table, and loaded back it reverses down exactly — the
+// migrated columns set to the recorded new values where they hold the old ones give the
+// table as up left it. The loaded tables are dropped again.
+func redoFromBackup(t *testing.T, emr *fixture, afterUp string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(emr.backup, "emr-before-migrate-down-middle-names-*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("backups before down: %v %v", files, err)
+	}
+	r, err := backup.OpenSQL(files[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := regexp.MustCompile("(?m)^CREATE TABLE `([^`]+)`").FindAllStringSubmatch(string(text), -1)
+	var names []string
+	for _, m := range created {
+		names = append(names, m[1])
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{ProgressTable, "emrkit_undo_middle_names"}) {
+		t.Fatalf("the backup before down holds %v, want the progress and undo tables only", names)
+	}
+	if err := backup.Restore(t.Context(), backup.RestoreOptions{Database: emr.cfg, File: files[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emr.db.Exec("UPDATE demographic d JOIN emrkit_undo_middle_names u USING (demographic_no)" +
+		" SET d.first_name = u.new_first_name, d.middleNames = u.new_middleNames" +
+		" WHERE BINARY d.first_name <=> BINARY u.old_first_name AND BINARY d.middleNames <=> BINARY u.old_middleNames"); err != nil {
+		t.Fatal(err)
+	}
+	if emr.dump() != afterUp {
+		t.Fatal("the undo table in the backup does not reverse down")
+	}
+	if _, err := emr.db.Exec("DROP TABLE emrkit_undo_middle_names, " + ProgressTable); err != nil {
+		t.Fatal(err)
 	}
 }
