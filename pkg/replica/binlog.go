@@ -183,13 +183,22 @@ func (s binlogStep) Capture(ctx context.Context) (json.RawMessage, json.RawMessa
 // Apply writes the variant whose journaled record desired is, so a run resumed after a crash
 // writes what the journal says even if the server changed in between.
 func (s binlogStep) Apply(ctx context.Context, desired json.RawMessage) error {
+	// The journal stores the record indented: compare the records, not their layout.
+	var want bytes.Buffer
+	if err := json.Compact(&want, desired); err != nil {
+		return fmt.Errorf("%s: journaled drop-in record: %w", s.ID(), err)
+	}
 	for _, full := range []bool{true, false} {
 		f := s.file(full)
 		d, _, err := f.Capture(ctx)
 		if err != nil {
 			return err
 		}
-		if bytes.Equal(d, desired) {
+		var got bytes.Buffer
+		if err := json.Compact(&got, d); err != nil {
+			return err
+		}
+		if bytes.Equal(got.Bytes(), want.Bytes()) {
 			return f.Apply(ctx, desired)
 		}
 	}
