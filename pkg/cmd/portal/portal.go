@@ -153,7 +153,7 @@ func collect(ctx context.Context, f *cmdutil.Factory, cfg config.Config) Report 
 		} else {
 			rep.Tunnel = &st
 			if !st.Up {
-				problem("tunnel", errors.New("down: "+st.Detail))
+				problem("tunnel", errors.New("down (why: the tunnel's detail above)"))
 			}
 		}
 	}
