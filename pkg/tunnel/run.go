@@ -123,31 +123,46 @@ func (a *account) credential() *syscall.SysProcAttr {
 // tunnelPIDs are the processes of uid that run exactly argv: the tunnel, started by systemd
 // or by hand with ExecStart. procRoot is /proc.
 func tunnelPIDs(procRoot string, uid int, argv []string) []int {
+	return pids(procRoot, func(dir string, real, _ string) bool {
+		if real != strconv.Itoa(uid) {
+			return false
+		}
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		return err == nil && slices.Equal(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), argv)
+	})
+}
+
+// uidPIDs are the processes whose real or effective uid is uid.
+func uidPIDs(procRoot string, uid int) []int {
+	u := strconv.Itoa(uid)
+	return pids(procRoot, func(_ string, real, effective string) bool { return real == u || effective == u })
+}
+
+// pids are the processes under procRoot that match says yes to, given the process's
+// directory and its real and effective uid (the "Uid:" line of its status file).
+func pids(procRoot string, match func(dir, real, effective string) bool) []int {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil
 	}
-	var pids []int
+	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cmdline"))
-		if err != nil || !slices.Equal(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), argv) {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "status"))
+		dir := filepath.Join(procRoot, e.Name())
+		status, err := os.ReadFile(filepath.Join(dir, "status"))
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && f[1] == strconv.Itoa(uid) {
-				pids = append(pids, pid)
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" && match(dir, f[1], f[2]) {
+				out = append(out, pid)
 			}
 		}
 	}
-	return pids
+	return out
 }
 
 // processStart is when pid started, from its start time in clock ticks after boot

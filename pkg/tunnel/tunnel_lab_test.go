@@ -294,7 +294,13 @@ func preflightRefusals(t *testing.T, l *lab, env Env, tun Tunnel, r *step.Runner
 		var ls []net.Listener
 		err := l.in(func() error {
 			for _, addr := range []string{"127.0.0.1", "::1"} {
+				// The stopped tunnel's session may still hold the port for a moment on
+				// the portal's side: wait for sshd to let it go.
 				ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+				for deadline := time.Now().Add(10 * time.Second); errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(deadline); {
+					time.Sleep(50 * time.Millisecond)
+					ln, err = net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+				}
 				if err != nil {
 					if addr == "::1" {
 						continue // no IPv6 loopback in this namespace

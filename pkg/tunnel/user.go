@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/journal"
@@ -177,31 +175,6 @@ func (u UserUndoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 		return false, err
 	}
 	return a.Home == d.Home, nil
-}
-
-// uidPIDs are the processes whose real or effective uid is uid.
-func uidPIDs(procRoot string, uid int) []int {
-	ents, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" && (f[1] == strconv.Itoa(uid) || f[2] == strconv.Itoa(uid)) {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 func exists(path string) bool {
