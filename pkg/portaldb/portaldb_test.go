@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,18 +44,8 @@ type env struct {
 	port int
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestPortalDB(t *testing.T) {
-	port := freePort(t)
+	port := mariadbtest.FreePort(t)
 	srv := mariadbtest.StartWith(t, mariadbtest.Options{Port: port, Args: []string{"--log-bin=binlog", "--server-id=1"}})
 	srv.CreateDatabase(t, "openemr")
 	root := srv.DB(t, "openemr")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,16 +78,6 @@ func testEnv(t *testing.T) Env {
 		PasswordDir:    filepath.Join(base, "etc"),
 		SystemdRunning: func() bool { return false },
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // serverArgs turns the first [mariadbd] section of an option file's text into command-line

@@ -34,14 +34,14 @@ func TestFilteredReplica(t *testing.T) {
 	ctx := t.Context()
 	env := testEnv(t)
 
-	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: freePort(t), Args: serverArgs(t, dropIn(true))})
+	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: mariadbtest.FreePort(t), Args: serverArgs(t, dropIn(true))})
 	cfg := loadPortalFixture(t, primary)
 	pdb := primary.DB(t, "openemr")
 	privBefore := globalPriv(t, pdb)
 
 	shared := &mariadb.Shared{Config: cfg}
 	t.Cleanup(func() { shared.Close() })
-	port := freePort(t)
+	port := mariadbtest.FreePort(t)
 	r := Replica{Primary: shared, Database: "openemr", Tables: config.Portal{}.TableNames(), Port: port,
 		RemotePort: port} // no tunnel here: the offsite replica reaches the intermediate directly
 	steps, err := Steps(r, env, Since)
@@ -143,7 +143,7 @@ func TestFilteredReplica(t *testing.T) {
 	if bytes.Contains(jtext, []byte(offsitePW)) || bytes.Contains(jtext, []byte(sourcePW)) {
 		t.Fatal("a replication password is in the journal")
 	}
-	offsite := mariadbtest.StartWith(t, mariadbtest.Options{Port: freePort(t),
+	offsite := mariadbtest.StartWith(t, mariadbtest.Options{Port: mariadbtest.FreePort(t),
 		// relay_log_purge=0 keeps every relay log file for the scan below.
 		Args: append(serverArgs(t, text), "--relay-log-purge=0")})
 	odb := offsite.DB(t, "")
@@ -348,7 +348,7 @@ func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 func TestGatedUntilRestart(t *testing.T) {
 	requireHost(t)
 	env := testEnv(t)
-	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: freePort(t)})
+	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: mariadbtest.FreePort(t)})
 	cfg := loadPortalFixture(t, primary)
 	pdb := primary.DB(t, "")
 	uptime := func() int {
@@ -362,7 +362,7 @@ func TestGatedUntilRestart(t *testing.T) {
 	up := uptime()
 	shared := &mariadb.Shared{Config: cfg}
 	t.Cleanup(func() { shared.Close() })
-	r := Replica{Primary: shared, Database: "openemr", Tables: config.Portal{}.TableNames(), Port: freePort(t), RemotePort: 13306}
+	r := Replica{Primary: shared, Database: "openemr", Tables: config.Portal{}.TableNames(), Port: mariadbtest.FreePort(t), RemotePort: 13306}
 	steps, err := Steps(r, env, Since)
 	if err != nil {
 		t.Fatal(err)
@@ -425,11 +425,11 @@ func TestGatedUntilRestart(t *testing.T) {
 func TestFormatOnlyDropIn(t *testing.T) {
 	requireHost(t)
 	env := testEnv(t)
-	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: freePort(t), Args: []string{"--log-bin=clinic-bin", "--binlog-format=MIXED"}})
+	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: mariadbtest.FreePort(t), Args: []string{"--log-bin=clinic-bin", "--binlog-format=MIXED"}})
 	cfg := loadPortalFixture(t, primary)
 	shared := &mariadb.Shared{Config: cfg}
 	t.Cleanup(func() { shared.Close() })
-	r := Replica{Primary: shared, Database: "openemr", Tables: []string{"patient_data"}, Port: freePort(t), RemotePort: 13306}
+	r := Replica{Primary: shared, Database: "openemr", Tables: []string{"patient_data"}, Port: mariadbtest.FreePort(t), RemotePort: 13306}
 	steps, err := Steps(r, env, Since)
 	if err != nil {
 		t.Fatal(err)
@@ -528,12 +528,12 @@ func TestGeneratedFiles(t *testing.T) {
 func TestForeignAccountRefused(t *testing.T) {
 	requireHost(t)
 	env := testEnv(t)
-	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: freePort(t)})
+	primary := mariadbtest.StartWith(t, mariadbtest.Options{Port: mariadbtest.FreePort(t)})
 	cfg := loadPortalFixture(t, primary)
 	exec1(t, primary.DB(t, ""), "CREATE USER `"+SourceUser+"`@`127.0.0.1` IDENTIFIED BY 'the-dba-s-own'")
 	shared := &mariadb.Shared{Config: cfg}
 	t.Cleanup(func() { shared.Close() })
-	r := Replica{Primary: shared, Database: "openemr", Tables: []string{"patient_data"}, Port: freePort(t), RemotePort: 13306}
+	r := Replica{Primary: shared, Database: "openemr", Tables: []string{"patient_data"}, Port: mariadbtest.FreePort(t), RemotePort: 13306}
 	steps, err := Steps(r, env, Since)
 	if err != nil {
 		t.Fatal(err)

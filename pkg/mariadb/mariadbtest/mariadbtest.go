@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,18 @@ type Options struct {
 	Port int
 	// Args are more mariadbd options (--log-bin, --server-id=2, ...).
 	Args []string
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now, for Options.Port
+// and for servers a test starts itself.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("mariadbtest: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start initialises a fresh data directory and starts mariadbd on it, returning once the
