@@ -6,7 +6,6 @@ package plan
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -71,6 +70,9 @@ type Plan struct {
 	db       *twofa.DB
 	// shared are the other database connections steps opened.
 	shared []*mariadb.Shared
+	// openemrDB is OpenEMR's database as the hardening found it (nil while OpenEMR is not
+	// installed), which the portal shares.
+	openemrDB *mariadb.Shared
 }
 
 // Close releases the database connections that were opened.
@@ -163,25 +165,21 @@ func undoers(e env) step.Registry {
 }
 
 // portalAccess is the offsite portal's database user, replica and tunnel (portal.*), on
-// OpenEMR's database; it waits for OpenEMR to be installed.
+// OpenEMR's database as the hardening (earlier in the catalogue) found it; while OpenEMR is
+// not installed, the hardening defers with the reason and so does the portal.
 func portalAccess(e env) ([]step.Step, error) {
 	if !e.cfg.Portal.Enable || e.cfg.Profile != "openemr" {
 		return nil, nil
 	}
-	dbc, err := EMRDatabase(e.cfg, e.host)
-	var absent *openemr.NotInstalledError
-	if errors.As(err, &absent) {
+	db := e.plan.openemrDB
+	if db == nil {
 		return []step.Step{step.Unavailable{
 			StepID: portal.InstallKind + ":portal", StepKind: portal.InstallKind, StepTarget: "portal", StepSince: e.since,
-			What: "offsite portal access (database user, replica, tunnel)", Reason: absent.Reason,
+			What:   "offsite portal access (database user, replica, tunnel)",
+			Reason: "OpenEMR is not installed or not set up yet (see the OpenEMR hardening's reason); run `emrkit apply` once it is",
 		}}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	db := &mariadb.Shared{Config: dbc}
-	e.plan.shared = append(e.plan.shared, db)
-	return portal.Steps(e.cfg, db, dbc.Name, e.host.Portal, e.since)
+	return portal.Steps(e.cfg, db, db.Config.Name, e.host.Portal, e.since)
 }
 
 // openemrHardening is "Securing OpenEMR": scripts locked, sqlconf.php, Apache, password globals.
@@ -195,6 +193,7 @@ func openemrHardening(e env) ([]step.Step, error) {
 	}
 	if h.DB != nil {
 		e.plan.shared = append(e.plan.shared, h.DB)
+		e.plan.openemrDB = h.DB
 		e.plan.Warnings = func(ctx context.Context) []string { return openemr.Warnings(ctx, h.DB) }
 	}
 	return h.Steps, nil

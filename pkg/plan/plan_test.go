@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emrkit/emrkit/pkg/config"
@@ -129,5 +130,38 @@ func TestMigrationsRunLastFromTheirRelease(t *testing.T) {
 	cfg.Migrations = []string{"drop-everything"}
 	if _, err := New(cfg, DefaultHost(), "0.4.0"); err == nil {
 		t.Fatal("unknown migration planned")
+	}
+}
+
+// TestPortalWaitsForOpenEMR: with no OpenEMR on the host the portal is one deferred step from
+// 0.6.0 and none before; it runs after the hardening whose database it shares.
+func TestPortalWaitsForOpenEMR(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Profile = "openemr"
+	cfg.Portal.Enable = true
+	h := DefaultHost()
+	h.OpenEMR.Roots = []string{filepath.Join(t.TempDir(), "no-openemr")}
+	kinds := func(v string) []string {
+		var k []string
+		for _, s := range build(t, cfg, h, v) {
+			if strings.HasPrefix(s.Kind(), "openemr.") || strings.HasPrefix(s.Kind(), "portal.") {
+				k = append(k, s.Kind())
+			}
+		}
+		return k
+	}
+	if k := kinds("0.5.0"); slices.Contains(k, "portal.install") {
+		t.Fatalf("0.5.0 plans the portal: %v", k)
+	}
+	k := kinds("0.6.0")
+	if !slices.Equal(k, []string{"openemr.install", "portal.install"}) {
+		t.Fatalf("0.6.0 without OpenEMR plans %v, want the hardening's and the portal's deferrals", k)
+	}
+	steps := build(t, cfg, h, "0.6.0")
+	s := steps[len(steps)-1]
+	if _, err := s.Check(context.Background()); err == nil {
+		t.Fatal("the portal's step without OpenEMR does not defer")
+	} else if _, ok := step.IsDeferred(err); !ok {
+		t.Fatalf("the portal's step fails instead of deferring: %v", err)
 	}
 }
