@@ -257,7 +257,7 @@ func TestPortalSIGKILLAtEveryJournalPoint(t *testing.T) {
 		"new": buildDeb(t, "TAGS=faultinject"),
 	}
 	hostKey := portalHostKey(t)
-	setup := func(t *testing.T) (*faultHost, func(string) []string) {
+	setup := func(t *testing.T) *faultHost {
 		c := newChroot(t)
 		c.portalHost()
 		in := c.installDebs(debs)
@@ -270,18 +270,18 @@ func TestPortalSIGKILLAtEveryJournalPoint(t *testing.T) {
 			}
 			assertOnlyBackupsLeft(t, withoutShadowBackups(diffStates(baseline, c.treeState())))
 		}}
-		return h, h.install
+		return h
 	}
 	t.Run("install", func(t *testing.T) {
 		t.Parallel()
-		h, install := setup(t)
-		n := h.points(install("new")...)
+		h := setup(t)
+		n := h.points(h.install("new")...)
 		want := h.portalState()
 		h.mustRun("dpkg", "--purge", "emrkit")
 		h.assertBaseline("uninterrupted purge")
 		t.Logf("install: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.killAt(i, install("new")...)
+			h.killAt(i, h.install("new")...)
 			h.mustRun("dpkg", "--configure", "-a")
 			if got := h.portalState(); got != want {
 				t.Fatalf("install killed at point %d converged differently:\n%s", i, lineDiff(want, got))
@@ -292,22 +292,22 @@ func TestPortalSIGKILLAtEveryJournalPoint(t *testing.T) {
 	})
 	t.Run("downgrade", func(t *testing.T) {
 		t.Parallel()
-		h, install := setup(t)
-		h.mustRun(install("old")...)
+		h := setup(t)
+		h.mustRun(h.install("old")...)
 		want := h.portalState() // a fresh install of 0.5.0: no portal
-		h.mustRun(install("new")...)
-		n := h.points(install("old")...)
+		h.mustRun(h.install("new")...)
+		n := h.points(h.install("old")...)
 		if got := h.portalState(); got != want {
 			t.Fatalf("downgrade differs from a fresh install of 0.5.0:\n%s", lineDiff(want, got))
 		}
 		h.mustRun("dpkg", "--purge", "emrkit")
 		t.Logf("downgrade: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.mustRun(install("new")...)
-			h.killAt(i, install("old")...)
+			h.mustRun(h.install("new")...)
+			h.killAt(i, h.install("old")...)
 			h.run("dpkg", "--configure", "-a")
 			if !strings.HasPrefix(dpkgVersion(h.chroot), "0.5.0-1 ii") {
-				h.mustRun(install("old")...)
+				h.mustRun(h.install("old")...)
 			}
 			if got := h.portalState(); got != want {
 				t.Fatalf("downgrade killed at point %d converged differently:\n%s", i, lineDiff(want, got))
@@ -317,13 +317,13 @@ func TestPortalSIGKILLAtEveryJournalPoint(t *testing.T) {
 	})
 	t.Run("purge", func(t *testing.T) {
 		t.Parallel()
-		h, install := setup(t)
-		h.mustRun(install("new")...)
+		h := setup(t)
+		h.mustRun(h.install("new")...)
 		n := h.points("dpkg", "--purge", "emrkit")
 		h.assertBaseline("uninterrupted purge")
 		t.Logf("purge: %d fault points", n)
 		for i := 1; i <= n; i++ {
-			h.mustRun(install("new")...)
+			h.mustRun(h.install("new")...)
 			h.killAt(i, "dpkg", "--purge", "emrkit")
 			h.mustRun("dpkg", "--purge", "emrkit")
 			h.assertBaseline(fmt.Sprintf("purge killed at point %d", i))
