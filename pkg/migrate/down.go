@@ -5,12 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 )
 
 // This file holds down: the backup first, then every recorded row put back while it still
-// holds what the migration wrote, and the emrkit tables dropped last.
+// holds what the migration wrote (the undo table's keys walked as in walk.go), and the
+// emrkit tables dropped last.
 
 // BackupFunc dumps tables of the migration's database before down destroys anything and
 // returns the backup file; label names the occasion in the file name.
@@ -61,8 +60,7 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		if _, err := e.conn.ExecContext(ctx, createProgress); err != nil {
 			return DownResult{}, err
 		}
-		if _, err := e.conn.ExecContext(ctx, "INSERT INTO `"+ProgressTable+"` (`name`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, ?, 0, 0, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
-			m.Name, stateRunning, undo); err != nil {
+		if _, err := e.conn.ExecContext(ctx, insertProgress, m.Name, 0, stateRunning, undo, 0, 0); err != nil {
 			return DownResult{}, err
 		}
 		st = State{Name: m.Name, State: stateRunning, UndoTable: undo}
@@ -94,70 +92,86 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		}
 		st.Backup = file
 	}
-	if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `last_key` = ?, `restored` = ?, `kept` = ?, `kept_sample` = ?, `backup` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
-		stateUndoing, st.LastKey, st.Restored, st.Kept, st.keptKeys, st.Backup, m.Name); err != nil {
-		return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
-	}
-	if st.State == stateUndoing {
-		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, Group(st.Restored))
-	}
-	st.State = stateUndoing
-
-	total, err := e.count(ctx, e.conn, undo, st.LastKey)
+	high, err := e.maxKey(ctx, undo, st.LastKey)
 	if err != nil {
 		return DownResult{}, err
 	}
+	if st.State == stateUndoing {
+		if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `backup` = ?"+mainRow, st.Backup, m.Name); err != nil {
+			return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
+		}
+		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, Group(st.Restored))
+	} else if err := e.beginDown(ctx, st.LastKey, high, st.Backup); err != nil {
+		return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
+	}
+	segs, err := e.segments(ctx, st.LastKey, high)
+	if err != nil {
+		return DownResult{}, err
+	}
+	var total int64
+	for _, sg := range segs {
+		n, err := e.count(ctx, e.conn, undo, sg.last, sg.high)
+		if err != nil {
+			return DownResult{}, err
+		}
+		total += n
+	}
 	meter := e.meter("undo "+m.Name, total)
-	restore, kept := m.sqlRestore(undo), m.sqlKept(undo)
-	for {
-		hi, full, more, err := e.bound(ctx, undo, st.LastKey, noLimit)
-		if err != nil {
-			return DownResult{}, e.undoErr(st, err)
-		}
-		if !more {
-			break
-		}
-		n := int64(e.batch)
-		if !full {
-			if n, err = e.count(ctx, e.conn, undo, st.LastKey, hi); err != nil {
-				return DownResult{}, e.undoErr(st, err)
-			}
-		}
-		var restored int64
-		var keptKeys []int64
-		err = e.inTx(ctx, func(tx *sql.Tx) error {
-			keptKeys = nil
-			res, err := tx.ExecContext(ctx, restore, st.LastKey, hi)
-			if err != nil {
-				return err
-			}
-			if restored, err = res.RowsAffected(); err != nil {
-				return err
-			}
-			if restored < n {
-				if keptKeys, err = keys(ctx, tx, kept, st.LastKey, hi); err != nil {
-					return err
-				}
-			}
-			sample := addSample(st.keptKeys, keptKeys)
-			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `restored` = `restored` + ?, `kept` = `kept` + ?, `kept_sample` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
-				hi, restored, len(keptKeys), sample, m.Name)
-			return err
-		})
-		if err != nil {
-			return DownResult{}, e.undoErr(st, err)
-		}
-		st.LastKey, st.Restored, st.Kept = hi, st.Restored+restored, st.Kept+int64(len(keptKeys))
-		st.keptKeys = addSample(st.keptKeys, keptKeys)
-		meter.Add(n)
+	if run, err := e.walkAll(ctx, undo, segs, e.downBatch(undo), meter, nil); err != nil {
+		where, err := e.where(err)
+		return DownResult{}, fmt.Errorf("undo of %s stopped at %s: %w; the %d rows restored so far stay restored, and the rest stay recorded in %s: run `emrkit migrate down %s` again to finish",
+			m.Name, where, err, st.Restored+run.restored, undo, m.Name)
 	}
 	meter.Finish()
+	if st, _, err = ReadState(ctx, e.conn, m.Name); err != nil {
+		return DownResult{}, err
+	}
 	return e.finishDown(ctx, undo, st)
 }
 
-func (e *engine) undoErr(st State, err error) error {
-	return fmt.Errorf("undo of %s stopped after %s %d: %w; the %d rows restored so far stay restored, and the rest stay recorded in %s: run `emrkit migrate down %s` again to finish",
-		e.m.Name, e.m.Key, st.LastKey, err, st.Restored, e.m.UndoTable(), e.m.Name)
+// beginDown records, in one transaction, that down runs over the undo table's keys
+// (start, high] from its first batch, with its backup: the migration's row set to undoing,
+// and fresh segments (an interrupted up's are replaced).
+func (e *engine) beginDown(ctx context.Context, start, high int64, backup string) error {
+	tx, err := e.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `state` = ?, `last_key` = ?, `restored` = 0, `kept` = 0, `kept_sample` = '', `backup` = ?, `updated` = UTC_TIMESTAMP()"+mainRow,
+		stateUndoing, start, backup, e.m.Name); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0", e.m.Name); err != nil {
+		return err
+	}
+	if err := e.insertSegments(ctx, tx, start, high); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// downBatch restores one batch of undo rows, compare-and-swap; when fewer rows were restored
+// than the batch lists (or the batch is a segment's last, whose size is not counted), it
+// finds the rows edited or deleted since.
+func (e *engine) downBatch(undo string) batchFunc {
+	restore, kept := e.m.sqlRestore(undo), e.m.sqlKept(undo)
+	return func(ctx context.Context, tx *sql.Tx, lo, hi int64, full bool) (tally, error) {
+		res, err := tx.ExecContext(ctx, restore, lo, hi)
+		if err != nil {
+			return tally{}, err
+		}
+		t := tally{}
+		if t.restored, err = res.RowsAffected(); err != nil {
+			return tally{}, err
+		}
+		if !full || t.restored < int64(e.batch) {
+			if t.kept, err = keys(ctx, tx, kept, lo, hi); err != nil {
+				return tally{}, err
+			}
+		}
+		return t, nil
+	}
 }
 
 // finishDown drops the undo table, then the progress row (and the progress table with its
@@ -178,13 +192,8 @@ func (e *engine) finishDown(ctx context.Context, undo string, st State) (DownRes
 			return DownResult{}, err
 		}
 	}
-	r := DownResult{Restored: st.Restored, Kept: st.Kept, Backup: st.Backup, Already: st.Restored == 0 && st.Kept == 0}
-	for f := range strings.FieldsSeq(strings.ReplaceAll(st.keptKeys, ",", " ")) {
-		if k, err := strconv.ParseInt(f, 10, 64); err == nil {
-			r.KeptKeys = append(r.KeptKeys, k)
-		}
-	}
-	return r, nil
+	return DownResult{Restored: st.Restored, Kept: st.Kept, KeptKeys: sampleKeys(st.keptKeys), Backup: st.Backup,
+		Already: st.Restored == 0 && st.Kept == 0}, nil
 }
 
 func keys(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
@@ -202,25 +211,6 @@ func keys(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, 
 		out = append(out, k)
 	}
 	return out, rows.Err()
-}
-
-// addSample appends keys to the comma-separated sample, up to maxKeptKeys.
-func addSample(sample string, keys []int64) string {
-	n := 0
-	if sample != "" {
-		n = strings.Count(sample, ",") + 1
-	}
-	for _, k := range keys {
-		if n >= maxKeptKeys {
-			break
-		}
-		if sample != "" {
-			sample += ","
-		}
-		sample += strconv.FormatInt(k, 10)
-		n++
-	}
-	return sample
 }
 
 func exists(path string) bool {

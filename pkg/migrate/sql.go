@@ -73,22 +73,24 @@ func (m Migration) sqlRecord(undo string) string {
 		q(m.Table), where, strings.Join(differs, " AND "))
 }
 
-// sqlApply writes the recorded new values of (lo, hi].
+// sqlApply writes the recorded new values of (lo, hi] where every column still holds the
+// recorded old one.
 func (m Migration) sqlApply(undo string) string {
-	var set []string
-	for _, c := range m.Columns {
-		set = append(set, "d."+q(c.Name)+" = u."+q("new_"+c.Name))
-	}
-	return fmt.Sprintf("UPDATE %s AS d JOIN %s AS u ON d.%s = u.%s SET %s WHERE u.%s > ? AND u.%s <= ?",
-		q(m.Table), q(undo), q(m.Key), q(m.Key), strings.Join(set, ", "), q(m.Key), q(m.Key))
+	return m.swap(undo, "old_", "new_")
 }
 
 // sqlRestore puts back the old values of (lo, hi] where every column still holds the new one.
 func (m Migration) sqlRestore(undo string) string {
+	return m.swap(undo, "new_", "old_")
+}
+
+// swap is compare-and-swap over the undo rows of (lo, hi]: where every migrated column holds
+// the recorded from* value, write the to* values.
+func (m Migration) swap(undo, from, to string) string {
 	var set, holds []string
 	for _, c := range m.Columns {
-		set = append(set, "d."+q(c.Name)+" = u."+q("old_"+c.Name))
-		holds = append(holds, same("d."+q(c.Name), "u."+q("new_"+c.Name)))
+		set = append(set, "d."+q(c.Name)+" = u."+q(to+c.Name))
+		holds = append(holds, same("d."+q(c.Name), "u."+q(from+c.Name)))
 	}
 	return fmt.Sprintf("UPDATE %s AS d JOIN %s AS u ON d.%s = u.%s SET %s WHERE u.%s > ? AND u.%s <= ? AND %s",
 		q(m.Table), q(undo), q(m.Key), q(m.Key), strings.Join(set, ", "), q(m.Key), q(m.Key), strings.Join(holds, " AND "))

@@ -32,11 +32,12 @@ const (
 	stateRunning = "running" // up is under way (or was interrupted)
 	stateDone    = "done"    // up finished
 	stateUndoing = "undoing" // down is under way (or was interrupted)
+	stateSegment = "segment" // a worker's row (segment > 0) while up or down runs
 )
 
 // createProgress creates the progress table (see the package doc). Segment 0 is a
-// migration's own row; up's workers each keep their segment's progress in rows 1..n while
-// it runs.
+// migration's own row; the workers of up or down each keep their segment's progress in rows
+// 1..n while it runs.
 const createProgress = "CREATE TABLE IF NOT EXISTS `" + ProgressTable + "` (" +
 	"`name` VARCHAR(64) NOT NULL," +
 	"`segment` INT NOT NULL DEFAULT 0," +
@@ -63,7 +64,7 @@ type State struct {
 	Name      string    `json:"name"`
 	State     string    `json:"state"` // running, done or undoing
 	UndoTable string    `json:"undo_table"`
-	LastKey   int64     `json:"last_key"` // every key up to it is done (up: in every segment) or undone
+	LastKey   int64     `json:"last_key"` // every key up to it is done or undone (in every segment)
 	HighKey   int64     `json:"high_key"` // the last key when up started: rows added later are not migrated
 	Changed   int64     `json:"changed"`  // rows up changed (rows in the undo table)
 	Restored  int64     `json:"restored"` // rows down restored so far
@@ -92,16 +93,19 @@ func ReadState(ctx context.Context, db querier, name string) (st State, ok bool,
 	if err != nil {
 		return State{}, false, fmt.Errorf("read progress of %s: %w", name, err)
 	}
-	if st.State == stateRunning {
+	if st.State != stateDone {
 		// The workers' rows hold what is done so far.
-		var n, changed int64
+		var n, changed, restored, kept int64
 		var last sql.NullInt64
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*), MIN(`last_key`), COALESCE(SUM(`changed`), 0) FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0", name).
-			Scan(&n, &last, &changed); err != nil {
+		var samples sql.NullString
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*), MIN(`last_key`), COALESCE(SUM(`changed`), 0), COALESCE(SUM(`restored`), 0), COALESCE(SUM(`kept`), 0),"+
+			" GROUP_CONCAT(NULLIF(`kept_sample`, '') ORDER BY `segment`) FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0", name).
+			Scan(&n, &last, &changed, &restored, &kept, &samples); err != nil {
 			return State{}, false, fmt.Errorf("read progress of %s: %w", name, err)
 		}
 		if n > 0 {
-			st.LastKey, st.Changed = last.Int64, st.Changed+changed
+			st.LastKey, st.Changed, st.Restored, st.Kept = last.Int64, st.Changed+changed, st.Restored+restored, st.Kept+kept
+			st.keptKeys = addSample(st.keptKeys, sampleKeys(samples.String))
 		}
 	}
 	return st, true, nil

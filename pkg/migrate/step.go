@@ -38,12 +38,13 @@ type Env struct {
 	Interactive bool
 	// BatchSize is the rows per transaction (0: DefaultBatchSize).
 	BatchSize int
-	// Workers is how many connections up runs batches on at once (0: DefaultWorkers).
+	// Workers is how many connections up and down run batches on at once (0: DefaultWorkers).
 	Workers int
 	// Backup dumps the tables an undo is about to change; undo refuses to run without it.
 	Backup BackupFunc
 
-	afterBatch func() // tests: runs in each batch's transaction, before the commit
+	afterBatch  func() // tests: runs in each batch's transaction, before the commit
+	beforeApply func() // tests: runs between up's record and write
 }
 
 func (env Env) out() io.Writer {
@@ -71,7 +72,7 @@ func (env Env) engine(ctx context.Context, m Migration) (*engine, func(), error)
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
-	e := &engine{m: m, db: db, conn: conn, database: env.Database, batch: batch, workers: workers, out: env.out(), afterBatch: env.afterBatch,
+	e := &engine{m: m, db: db, conn: conn, database: env.Database, batch: batch, workers: workers, out: env.out(), afterBatch: env.afterBatch, beforeApply: env.beforeApply,
 		meter: func(label string, total int64) *Meter { return NewMeter(env.out(), env.Interactive, label, total) }}
 	return e, func() { conn.Close() }, nil
 }

@@ -3,14 +3,12 @@ package migrate
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 )
 
-// This file holds up: the key range cut into segments walked on their own connections,
-// batch by batch, each batch recording its undo rows and its progress in one transaction.
+// This file holds up: the migration's key range walked (walk.go), each batch recording its
+// undo rows, writing the new values and advancing its segment in one transaction.
 
 // Result is what up did.
 type Result struct {
@@ -74,7 +72,7 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 	default:
 		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, Group(st.Changed))
 	}
-	segs, err := e.segments(ctx, st)
+	segs, err := e.segments(ctx, st.LastKey, st.HighKey)
 	if err != nil {
 		return Result{}, err
 	}
@@ -100,8 +98,8 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 	})
 	notesc := e.async(bg, e.notes)
 	meter := e.meter(m.Name, -1)
-	if err := e.walkAll(ctx, segs, st.Changed, meter, totalc); err != nil {
-		return Result{}, err
+	if run, err := e.walkAll(ctx, m.Table, segs, e.upBatch(), meter, totalc); err != nil {
+		return Result{}, e.batchErr(err, st.Changed+run.changed)
 	}
 	meter.Finish()
 	nr := <-notesc
@@ -116,162 +114,51 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 	return Result{Changed: changed, Report: report}, nil
 }
 
-// segment is one worker's share of up's key range: keys in (last, high].
-type segment struct {
-	id         int
-	last, high int64
-}
-
-// begin records a fresh run in one transaction: the migration's row, and one row per
-// segment splitting (start, high] into equal key ranges, one per worker (fewer when the table
-// is small).
+// begin records a fresh run in one transaction: the migration's row, and its segments.
 func (e *engine) begin(ctx context.Context, start, high int64) error {
-	n := int64(max(1, min(e.workers, int((high-start)/int64(e.batch)))))
 	tx, err := e.conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	insert := "INSERT INTO `" + ProgressTable + "` (`name`, `segment`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, ?, ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())"
-	if _, err := tx.ExecContext(ctx, insert, e.m.Name, 0, stateRunning, e.m.UndoTable(), start, high); err != nil {
+	if _, err := tx.ExecContext(ctx, insertProgress, e.m.Name, 0, stateRunning, e.m.UndoTable(), start, high); err != nil {
 		return err
 	}
-	for i := int64(1); i <= n; i++ {
-		lo, hi := start+(high-start)*(i-1)/n, start+(high-start)*i/n
-		if _, err := tx.ExecContext(ctx, insert, e.m.Name, i, "segment", e.m.UndoTable(), lo, hi); err != nil {
-			return err
-		}
+	if err := e.insertSegments(ctx, tx, start, high); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
 
-// segments returns the segments with keys left to do. A running migration without segment
-// rows (its row was made by an interrupted down's bookkeeping) gets one for what is left.
-func (e *engine) segments(ctx context.Context, st State) ([]segment, error) {
-	rows, err := e.conn.QueryContext(ctx, "SELECT `segment`, `last_key`, `high_key` FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0 ORDER BY `segment`", e.m.Name)
-	if err != nil {
-		return nil, fmt.Errorf("read progress of %s: %w", e.m.Name, err)
-	}
-	defer rows.Close()
-	var out []segment
-	found := false
-	for rows.Next() {
-		var sg segment
-		if err := rows.Scan(&sg.id, &sg.last, &sg.high); err != nil {
-			return nil, err
-		}
-		if sg.last < sg.high {
-			out = append(out, sg)
-		}
-		found = true
-	}
-	if err := rows.Err(); err != nil || found || st.LastKey >= st.HighKey {
-		return out, err
-	}
-	sg := segment{id: 1, last: st.LastKey, high: st.HighKey}
-	_, err = e.conn.ExecContext(ctx, "INSERT INTO `"+ProgressTable+"` (`name`, `segment`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, 'segment', ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
-		e.m.Name, sg.id, e.m.UndoTable(), sg.last, sg.high)
-	return []segment{sg}, err
-}
-
-// walkAll runs each segment on a connection of its own and returns once all are done or
-// one failed (the others stop after their current batch). Every batch commits with its
-// segment's progress, so whatever was committed is recorded and a re-run resumes each
-// segment where it stopped.
-func (e *engine) walkAll(ctx context.Context, segs []segment, changedBefore int64, meter *Meter, totalc <-chan result) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var changed atomic.Int64
-	changed.Store(changedBefore)
-	rowsc := make(chan int64)
-	errc := make(chan error, len(segs))
-	for _, sg := range segs {
-		go func() {
-			errc <- e.walk(ctx, sg, &changed, rowsc)
-		}()
-	}
-	var first error
-	for running := len(segs); running > 0; {
-		select {
-		case r := <-totalc:
-			if r.err == nil { // without a total, progress shows rows done only
-				meter.SetTotal(r.v.(int64))
-			}
-			totalc = nil
-		case n := <-rowsc:
-			meter.Add(n)
-		case err := <-errc:
-			running--
-			if err != nil && first == nil {
-				first = err
-				cancel()
-			}
-		}
-	}
-	if first != nil {
-		return e.batchErr(first, changed.Load())
-	}
-	if totalc != nil {
-		if r := <-totalc; r.err == nil {
-			meter.SetTotal(r.v.(int64))
-		}
-	}
-	return nil
-}
-
-// walk runs sg's batches on a connection of its own, sending each full batch's row count to
-// rowsc (the last, partial batch is counted by the meter's Finish).
-func (e *engine) walk(ctx context.Context, sg segment, changed *atomic.Int64, rowsc chan<- int64) error {
-	conn, err := e.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	w := *e
-	w.conn = conn
-	if err := w.session(ctx); err != nil {
-		return err
-	}
-	m, undo := e.m, e.m.UndoTable()
-	record, apply := m.sqlRecord(undo), m.sqlApply(undo)
-	last := sg.last
-	for {
-		hi, full, more, err := w.bound(ctx, m.Table, last, sg.high)
+// upBatch records and writes the changes of one batch. The record is a plain read (the
+// session runs READ COMMITTED); the write is compare-and-swap on the recorded old values, so
+// a row another transaction changed in between is not written, the counts differ, and the
+// batch rolls back to run again (errRaced is retried).
+func (e *engine) upBatch() batchFunc {
+	record, apply := e.m.sqlRecord(e.m.UndoTable()), e.m.sqlApply(e.m.UndoTable())
+	return func(ctx context.Context, tx *sql.Tx, lo, hi int64, _ bool) (tally, error) {
+		res, err := tx.ExecContext(ctx, record, lo, hi)
 		if err != nil {
-			return &batchError{lo: last, err: err}
+			return tally{}, err
 		}
-		if !more {
-			return nil
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return tally{}, err
 		}
-		var n int64
-		err = w.inTx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, record, last, hi)
-			if err != nil {
-				return err
-			}
-			if n, err = res.RowsAffected(); err != nil {
-				return err
-			}
-			if n > 0 {
-				if _, err := tx.ExecContext(ctx, apply, last, hi); err != nil {
-					return err
-				}
-			}
-			_, err = tx.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `last_key` = ?, `changed` = `changed` + ?, `updated` = UTC_TIMESTAMP() WHERE `name` = ? AND `segment` = ?", hi, n, m.Name, sg.id)
-			return err
-		})
+		if e.beforeApply != nil {
+			e.beforeApply()
+		}
+		if res, err = tx.ExecContext(ctx, apply, lo, hi); err != nil {
+			return tally{}, err
+		}
+		written, err := res.RowsAffected()
 		if err != nil {
-			return &batchError{lo: last, hi: hi, err: err}
+			return tally{}, err
 		}
-		changed.Add(n)
-		last = hi
-		if full {
-			select {
-			case rowsc <- int64(e.batch):
-			case <-ctx.Done(): // another segment failed, or the run was cancelled
-				return &batchError{lo: last, err: ctx.Err()}
-			}
+		if written != n {
+			return tally{}, fmt.Errorf("%w: recorded %d rows, %d still held the recorded values", errRaced, n, written)
 		}
+		return tally{changed: n}, nil
 	}
 }
 
@@ -300,25 +187,8 @@ func (e *engine) finishUp(ctx context.Context, report string) (int64, error) {
 	return own + seg, tx.Commit()
 }
 
-// batchError is where a segment stopped: after key lo, in the batch up to hi (0: finding it).
-type batchError struct {
-	lo, hi int64
-	err    error
-}
-
-func (b *batchError) Error() string { return b.err.Error() }
-func (b *batchError) Unwrap() error { return b.err }
-
 func (e *engine) batchErr(err error, changed int64) error {
-	where := "while starting"
-	var b *batchError
-	if errors.As(err, &b) {
-		err = b.err
-		where = fmt.Sprintf("after %s %d", e.m.Key, b.lo)
-		if b.hi != 0 {
-			where = fmt.Sprintf("%s %d..%d", e.m.Key, b.lo+1, b.hi)
-		}
-	}
+	where, err := e.where(err)
 	return fmt.Errorf("migration %s stopped at %s: %w; the %d rows changed before are recorded in %s: run `emrkit migrate up %s` to continue or `emrkit migrate down %s` to undo them",
 		e.m.Name, where, err, changed, e.m.UndoTable(), e.m.Name, e.m.Name)
 }
