@@ -32,25 +32,34 @@
 // Up splits the primary key range, up to high_key (the last key when it started: patients
 // OSCAR 19 registers while it runs were typed the new way — "Mary Ann" may be a first name —
 // and are not touched), into Workers contiguous segments (DefaultWorkers, 2), each walked by a
-// connection of its own and recorded in its own progress row. A segment is walked in batches
-// of BatchSize rows (the upper key of each batch is found with a LIMIT/OFFSET probe on the
-// primary key, so gaps in the key cost nothing). Each batch is one short transaction:
+// connection of its own and recorded in its own progress row (walk.go; down walks the undo
+// table's keys the same way). A segment is walked in batches of BatchSize rows (the upper key
+// of each batch is found with a LIMIT/OFFSET probe on the primary key, so gaps in the key
+// cost nothing). Each batch is one short transaction:
 //
 //	INSERT INTO undo SELECT key, old values, new values FROM demographic
 //	       WHERE key IN (lo, hi] AND <condition> AND <new differs from old, byte for byte>;
-//	UPDATE demographic JOIN undo USING (key) SET columns = new values WHERE key IN (lo, hi];
+//	UPDATE demographic JOIN undo USING (key) SET columns = new values
+//	       WHERE key IN (lo, hi] AND every column still holds, byte for byte, the old value;
 //	UPDATE emrkit_migrations SET last_key = hi, changed = changed + n WHERE <this segment>;
 //	COMMIT
 //
-// The INSERT ... SELECT holds shared locks on the batch's rows until the commit, so what is
-// recorded is what is written; nothing is computed twice. Only rows whose value actually
-// changes are recorded (compared as BINARY: OSCAR's PAD SPACE collations consider 'Mary ' and
-// 'Mary' equal, which would hide a trim). A batch commits whole or not at all, so a crash (or
-// kill -9) never leaves a changed row without its undo record, and the re-run continues each
-// segment after its last_key: the final table is the one an uninterrupted run makes. When one
-// segment fails, the others stop after their current batch. The segments' rows fold into the
-// migration's row, in one transaction, when the last one is done. Locks last one batch.
-// Deadlocks and lock-wait timeouts against OSCAR's own writes retry the batch.
+// The connections run READ COMMITTED, so the INSERT ... SELECT is a plain read that locks
+// nothing of OSCAR's table, and the UPDATE writes a row only where it still holds the
+// recorded old values (UPDATE reads the last committed row under its lock). When it wrote
+// fewer rows than were recorded, OSCAR changed one in between: the batch rolls back and runs
+// again, so what is recorded is exactly what is written and an edit is never overwritten.
+// (REPEATABLE READ would hold shared locks on every row of the batch instead; measured, it
+// cost about 15% more server CPU. A server that logs statements, binlog_format=STATEMENT,
+// refuses READ COMMITTED writes and keeps REPEATABLE READ; the swap is correct under both.)
+// Only rows whose value actually changes are recorded (compared as BINARY: OSCAR's PAD SPACE
+// collations consider 'Mary ' and 'Mary' equal, which would hide a trim). A batch commits
+// whole or not at all, so a crash (or kill -9) never leaves a changed row without its undo
+// record, and the re-run continues each segment after its last_key: the final table is the
+// one an uninterrupted run makes. When one segment fails, the others stop after their current
+// batch. The segments' rows fold into the migration's row, in one transaction, when the last
+// one is done. Locks last one batch. Deadlocks and lock-wait timeouts against OSCAR's own
+// writes retry the batch.
 //
 // The session runs in strict SQL mode: a value that does not fit its column is an error
 // naming the batch, never a silent truncation (OSCAR installs often run with an empty sql_mode).
@@ -59,15 +68,17 @@
 //
 // Down (the journal undoer: `migrate down`, revert, downgrade, purge, or a migration dropped
 // from config.Migrations) first calls the backup function on the undo table and the progress
-// table, then walks the undo table in batches:
+// table, then walks the undo table's keys in segments and batches, as up walks the table:
 //
 //	UPDATE demographic JOIN undo USING (key) SET columns = old values
 //	       WHERE key IN (lo, hi] AND every column still holds, byte for byte, the new value;
 //
 // A row edited since the migration (any of its migrated columns) is kept as it is and
 // counted, with a sample of its keys in the report; rows that hold the old values already
-// count as neither. Progress (state "undoing", last_key) is committed with each batch, so an
-// interrupted down resumes too. The undo table is dropped last.
+// count as neither. Progress (state "undoing"; each segment's last_key, counts and sample) is
+// committed with each batch, so an interrupted down resumes too; one an earlier release
+// interrupted (its progress in the migration's row alone) resumes after its last_key as one
+// segment. The undo table is dropped last.
 //
 // Why the undo table is the whole backup down needs: down writes nothing but the migrated
 // columns of the rows the undo table lists, and only the values recorded as old, where the
@@ -81,17 +92,8 @@
 //
 // BenchmarkVersusSeed (a million fixture rows, `make bench`) times each migration against
 // the seed's raw SQL run with the mariadb client on an identical copy, in one run on one
-// server. Measured on 2 shared cores (2026-11-23, two runs): middle-names up 0.58x / 0.49x
-// the seed's three UPDATEs (one scan instead of three), down 0.70x / 0.65x;
-// roster-enrolled-to up 0.91x / 1.11x the seed's single UPDATE (whose own time varied from
-// 2.6 s to 3.7 s), down 0.61x / 0.79x. With one worker roster-enrolled-to up is 1.4x-2.1x: the seed's UPDATE
-// is one cheap pass that rewrites a third of the rows, and recording each of those rows'
-// undo data in the same transaction is a second pass over them (about 40% of the seed's
-// statement by itself, measured batch by batch), plus per-batch commits; the second worker
-// overlaps one segment's commits and scans with the other's. A per-batch JSON blob instead of
-// an undo row per change was measured too: 8% faster, not worth losing a typed, inspectable
-// undo table. The backup down takes first is a mariadb-dump of the undo table and the
-// progress table only (see "Down is compare-and-swap").
+// server, and against the floor: the migration's own writes cut into the same batches on
+// the same connections with nothing recorded. COSTNUMBERS
 //
 // # Who owns a migration
 //
