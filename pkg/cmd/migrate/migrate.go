@@ -48,7 +48,8 @@ type Options struct {
 	DryRun bool
 	// BatchSize is rows per transaction (0: migrate.DefaultBatchSize).
 	BatchSize int
-	// Workers is how many connections up runs batches on at once (0: migrate.DefaultWorkers).
+	// Workers is how many connections up or down runs batches on at once (0:
+	// migrate.DefaultWorkers).
 	Workers int
 }
 
@@ -65,8 +66,12 @@ func newUp(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "count the rows it would change; change nothing")
 	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
-	cmd.Flags().IntVar(&o.Workers, "workers", 0, fmt.Sprintf("connections running batches at once, each on its own key range (default %d)", migrate.DefaultWorkers))
+	workersFlag(cmd, o)
 	return cmd
+}
+
+func workersFlag(cmd *cobra.Command, o *Options) {
+	cmd.Flags().IntVar(&o.Workers, "workers", 0, fmt.Sprintf("connections running batches at once, each on its own key range (default %d)", migrate.DefaultWorkers))
 }
 
 func newDown(f *cmdutil.Factory) *cobra.Command {
@@ -82,6 +87,7 @@ func newDown(f *cmdutil.Factory) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "say what would be undone; change nothing")
 	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
+	workersFlag(cmd, o)
 	return cmd
 }
 

@@ -177,6 +177,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"migrate", "up", "middle-names", "--batch", "-5"}, 2, "--batch -5"},
 		{[]string{"migrate", "up", "middle-names", "--workers", "0x"}, 2, "invalid argument"},
 		{[]string{"migrate", "up", "middle-names", "--workers", "99"}, 2, "--workers 99: give 1 to 16"},
+		{[]string{"migrate", "down", "middle-names", "--workers", "-1"}, 2, "--workers -1: give 1 to 16"},
 		{[]string{"migrate", "up", "middle-names", "--frobnicate"}, 2, "unknown flag"},
 	} {
 		_, errs, code := e.run(c.args...)
