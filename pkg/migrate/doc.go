@@ -97,9 +97,9 @@
 // run; the README has the table): middle-names up 0.53x the seed's three UPDATEs (one scan
 // instead of three; floor 0.48x), down with its backup 0.54x; roster-enrolled-to up 1.04x
 // the seed's single UPDATE (floor 0.85x), down with its backup 0.53x. The seed's roster
-// UPDATE is one pass that rewrites a third of the rows and leaves their purge until after it
-// returns; batched on two cores the same writes are the floor, and recording the undo rows
-// adds about a fifth to it. Tried and rejected: a per-batch JSON blob of undo data instead
+// UPDATE is one pass that rewrites a third of the rows; the same writes batched on two cores
+// (per-batch probe, commit and progress row, two writers contending on two cores) are the
+// floor, and recording the undo rows adds about a fifth to it. Tried and rejected: a per-batch JSON blob of undo data instead
 // of a row per change (8% faster, not worth losing a typed, inspectable undo table), a
 // single-table UPDATE or STRAIGHT_JOIN for the write (within noise, and the write must compare
 // with the recorded values), three workers and 50,000-row batches (within noise, longer
