@@ -70,9 +70,6 @@ func (e *engine) bound(ctx context.Context, table string, last, limit int64) (hi
 	return max.Int64, false, max.Valid, nil
 }
 
-// noLimit bounds a walk of the undo table: every recorded row.
-const noLimit = 1<<63 - 1
-
 // maxKey returns table's largest key, or last when it is empty.
 func (e *engine) maxKey(ctx context.Context, table string, last int64) (int64, error) {
 	var max sql.NullInt64
