@@ -28,10 +28,10 @@ type tally struct {
 	kept     []int64 // down: rows edited since, left as they are
 }
 
+// add sums the counts; kept keys are not gathered (a segment's sample holds the first ones).
 func (t *tally) add(o tally) {
 	t.changed += o.changed
 	t.restored += o.restored
-	t.kept = append(t.kept, o.kept...)
 }
 
 // batchFunc does one batch's work on keys (lo, hi] inside tx; full says the batch holds
