@@ -33,8 +33,9 @@ type engine struct {
 // session sets up a connection of the run: strict sql_mode, and READ COMMITTED. Batches do
 // not need REPEATABLE READ's locks: up's write and down's restore are compare-and-swap on the
 // recorded values, which UPDATE reads as last committed. Fewer locks spare OSCAR's own writes
-// (the batch's unchanged rows are not held until its commit), and the server CPU time. Statement-based binary logging refuses READ COMMITTED writes, so a server
-// logging that way keeps REPEATABLE READ.
+// (the batch's unchanged rows are not held until its commit) and the server's CPU.
+// Statement-based binary logging refuses READ COMMITTED writes, so a server logging that way
+// keeps REPEATABLE READ.
 func (e *engine) session(ctx context.Context) error {
 	if _, err := e.conn.ExecContext(ctx, sessionMode); err != nil {
 		return fmt.Errorf("set strict sql_mode: %w", err)

@@ -55,8 +55,8 @@ func (e *engine) insertSegments(ctx context.Context, tx *sql.Tx, start, high int
 const insertProgress = "INSERT INTO `" + ProgressTable + "` (`name`, `segment`, `state`, `undo_table`, `last_key`, `high_key`, `report`, `started`, `updated`) VALUES (?, ?, ?, ?, ?, ?, '', UTC_TIMESTAMP(), UTC_TIMESTAMP())"
 
 // segments returns the segments with keys left to do. A migration without segment rows
-// (its progress was recorded by an earlier release, which walked on one connection) gets
-// one for (last, high].
+// (an earlier release's down, which walked on one connection, or an up whose row down's
+// bookkeeping made) gets one for (last, high], when that holds any key.
 func (e *engine) segments(ctx context.Context, last, high int64) ([]segment, error) {
 	rows, err := e.conn.QueryContext(ctx, "SELECT `segment`, `last_key`, `high_key`, `kept_sample` FROM `"+ProgressTable+"` WHERE `name` = ? AND `segment` > 0 ORDER BY `segment`", e.m.Name)
 	if err != nil {
