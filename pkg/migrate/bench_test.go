@@ -119,11 +119,13 @@ func BenchmarkVersusSeed(b *testing.B) {
 			for b.Loop() {
 				n++
 				seedCfg := copyOf(b, srv, root, "seed")
-				seedT += timeSeed(b, seedCfg, m.Seed)
+				seed := timeSeed(b, seedCfg, m.Seed)
+				seedT += seed
 				root.Exec("DROP DATABASE `seed`")
 
 				cfg := copyOf(b, srv, root, "floor")
-				floorT += timeFloor(b, cfg, m)
+				floor := timeFloor(b, cfg, m)
+				floorT += floor
 				floorSum := srv.Checksum(b, "floor", "demographic")
 				root.Exec("DROP DATABASE `floor`")
 
@@ -134,6 +136,9 @@ func BenchmarkVersusSeed(b *testing.B) {
 					}
 				})
 				upT, downT, backupT = upT+u, downT+d, backupT+bk
+				b.Logf("%s round %d: seed %.2fs, floor %.2fs (%.2fx), up %.2fs (%.2fx), down %.2fs + backup %.2fs (%.2fx)", m.Name, n,
+					seed.Seconds(), floor.Seconds(), floor.Seconds()/seed.Seconds(), u.Seconds(), u.Seconds()/seed.Seconds(),
+					d.Seconds(), bk.Seconds(), (d+bk).Seconds()/seed.Seconds())
 				if got := srv.Checksum(b, "emr", "demographic"); got != want {
 					b.Fatalf("after up and down the table's checksum is %s, the fixture's %s", got, want)
 				}
@@ -264,7 +269,7 @@ func timeFloor(b *testing.B, cfg config.Database, m Migration) time.Duration {
 	}
 	var lo, hi int64
 	if err == nil {
-		lo, err = e.minKey(ctx, m.Table)
+		lo, _, err = e.minKey(ctx, m.Table)
 	}
 	if err == nil {
 		hi, err = e.maxKey(ctx, m.Table, lo)

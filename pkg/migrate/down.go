@@ -66,17 +66,13 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		st = State{Name: m.Name, State: stateRunning, UndoTable: undo}
 	}
 	if st.State != stateUndoing {
-		rows, err := e.count(ctx, e.conn, undo, -1<<63)
+		start, found, err := e.minKey(ctx, undo)
 		if err != nil {
 			return DownResult{}, err
 		}
-		if rows == 0 {
+		if !found {
 			st.State = stateUndoing
 			return e.finishDown(ctx, undo, st)
-		}
-		start, err := e.minKey(ctx, undo)
-		if err != nil {
-			return DownResult{}, err
 		}
 		st.LastKey, st.Restored, st.Kept, st.keptKeys = start, 0, 0, ""
 	}
@@ -108,16 +104,11 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 	if err != nil {
 		return DownResult{}, err
 	}
-	var total int64
-	for _, sg := range segs {
-		n, err := e.count(ctx, e.conn, undo, sg.last, sg.high)
-		if err != nil {
-			return DownResult{}, err
-		}
-		total += n
-	}
-	meter := e.meter("undo "+m.Name, total)
-	if run, err := e.walkAll(ctx, undo, segs, e.downBatch(undo), meter, nil); err != nil {
+	bg, cancel := context.WithCancel(ctx)
+	defer cancel()
+	totalc := e.async(bg, func(ctx context.Context) (any, error) { return e.left(ctx, undo, segs) })
+	meter := e.meter("undo "+m.Name, -1)
+	if run, err := e.walkAll(ctx, undo, segs, e.downBatch(undo), meter, totalc); err != nil {
 		where, err := e.where(err)
 		return DownResult{}, fmt.Errorf("undo of %s stopped at %s: %w; the %d rows restored so far stay restored, and the rest stay recorded in %s: run `emrkit migrate down %s` again to finish",
 			m.Name, where, err, st.Restored+run.restored, undo, m.Name)

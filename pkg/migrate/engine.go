@@ -119,16 +119,30 @@ func (e *engine) async(ctx context.Context, fn func(ctx context.Context) (any, e
 	return c
 }
 
-// minKey returns one less than table's smallest key (the "last done" before the first batch).
-func (e *engine) minKey(ctx context.Context, table string) (int64, error) {
+// minKey returns one less than table's smallest key (the "last done" before the first
+// batch); found is false when the table is empty.
+func (e *engine) minKey(ctx context.Context, table string) (last int64, found bool, err error) {
 	var min sql.NullInt64
 	if err := e.conn.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(%s) FROM %s", q(e.m.Key), q(table))).Scan(&min); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if !min.Valid {
-		return 0, nil
+		return 0, false, nil
 	}
-	return min.Int64 - 1, nil
+	return min.Int64 - 1, true, nil
+}
+
+// left counts the rows of table in segs' key ranges, on a connection from the pool.
+func (e *engine) left(ctx context.Context, table string, segs []segment) (any, error) {
+	var n int64
+	for _, sg := range segs {
+		c, err := e.count(ctx, e.db, table, sg.last, sg.high)
+		if err != nil {
+			return nil, err
+		}
+		n += c
+	}
+	return n, nil
 }
 
 // errRaced is a batch whose rows another transaction changed while it ran.

@@ -55,7 +55,7 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		if _, err := e.conn.ExecContext(ctx, m.sqlCreateUndo(undo)); err != nil {
 			return Result{}, fmt.Errorf("create undo table %s: %w", undo, err)
 		}
-		start, err := e.minKey(ctx, m.Table)
+		start, _, err := e.minKey(ctx, m.Table)
 		if err != nil {
 			return Result{}, err
 		}
@@ -86,15 +86,7 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		if fresh {
 			return e.countAll(ctx, m.Table)
 		}
-		var left int64
-		for _, sg := range segs {
-			n, err := e.count(ctx, e.db, m.Table, sg.last, sg.high)
-			if err != nil {
-				return nil, err
-			}
-			left += n
-		}
-		return left, nil
+		return e.left(ctx, m.Table, segs)
 	})
 	notesc := e.async(bg, e.notes)
 	meter := e.meter(m.Name, -1)
