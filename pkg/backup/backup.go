@@ -164,11 +164,28 @@ func Write(ctx context.Context, o Options) (string, error) {
 	cmd := exec.CommandContext(ctx, "mariadb-dump", args...)
 	var stderr strings.Builder
 	// A write error (a full disk) stops the copy and closes the pipe: mariadb-dump dies of
-	// SIGPIPE rather than finishing a dump nobody can store.
-	cmd.Stdout, cmd.Stderr = &errWriter{w: zw}, &stderr
-	runErr := cmd.Run()
-	if w, ok := cmd.Stdout.(*errWriter); ok && w.err != nil {
+	// SIGPIPE rather than finishing a dump nobody can store. The pipe is read here, not by
+	// os/exec, so that it can be grown (pipe_linux.go).
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
+	if f, ok := out.(*os.File); ok {
+		growPipe(f)
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("backup of %s failed: %w", db.Name, err)
+	}
+	w := &errWriter{w: zw}
+	_, copyErr := io.Copy(w, out)
+	out.Close()
+	runErr := cmd.Wait()
+	if w.err != nil {
 		return "", fmt.Errorf("backup of %s failed writing %s: %v (check free space in %s)", db.Name, final, unwrapPath(w.err), o.Dir)
+	}
+	if copyErr != nil && runErr == nil {
+		runErr = copyErr
 	}
 	if runErr != nil {
 		return "", fmt.Errorf("backup of %s failed: %v: %s", db.Name, runErr, oneLine(stderr.String()))
