@@ -94,13 +94,13 @@
 // the seed's raw SQL run with the mariadb client on an identical copy, in one run on one
 // server, and against the floor: the migration's own writes cut into the same batches on
 // the same connections with nothing recorded. Measured on 2 shared cores (2026-12-03, one
-// run of three rounds, ratios of the summed times; the README has the table): middle-names
-// up 0.51x the seed's three UPDATEs (one scan instead of three; floor 0.41x), down with its
-// backup 0.50x; roster-enrolled-to up 0.96x the seed's single UPDATE (floor 0.76x), down
-// with its backup 0.47x. The seed's roster UPDATE is one pass that rewrites a third of the
-// rows; the same writes batched on two cores (per-batch probe, commit and progress row, two
-// writers contending on two cores) are the floor, and recording the undo rows adds about a
-// quarter to it. Tried and rejected: a per-batch JSON blob of undo data instead
+// run of three rounds, ratios of the summed times; the README has the table and two more
+// runs): middle-names up 0.46x the seed's three UPDATEs (one scan instead of three; floor
+// 0.46x), down with its backup 0.53x; roster-enrolled-to up 1.01x the seed's single UPDATE
+// (floor 0.74x), down with its backup 0.54x. The seed's roster UPDATE is one pass that
+// rewrites a third of the rows; the same writes batched on two cores (per-batch probe,
+// commit and progress row, two writers contending on two cores) are the floor, and
+// recording the undo rows adds a quarter to a third to it. Tried and rejected: a per-batch JSON blob of undo data instead
 // of a row per change (8% faster, not worth losing a typed, inspectable undo table), a
 // single-table UPDATE or STRAIGHT_JOIN for the write (within noise, and the write must compare
 // with the recorded values), three workers and 25,000- or 50,000-row batches (within noise,
