@@ -15,6 +15,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmd/root"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/redact"
 	"github.com/emrkit/emrkit/pkg/release"
 )
 
@@ -42,7 +43,8 @@ func main() {
 		if code == cmdutil.ExitError && isCobraUsage(err) {
 			code = cmdutil.ExitUsage
 		}
-		fmt.Fprintf(os.Stderr, "emrkit: %s\n", err)
+		// One bounded line, whatever a database server put in it (patients' values withheld).
+		fmt.Fprintf(os.Stderr, "emrkit: %s\n", redact.Error(err))
 	}
 	os.Exit(code)
 }

@@ -10,7 +10,10 @@
 // A backup is written as a hidden partial file (".NAME.partial-*", 0600) and renamed into
 // place only once mariadb-dump has succeeded and the data is on disk, so a file that looks
 // like a backup is one: a failed dump, a full disk or a kill leaves at most a hidden partial
-// file, which no listing, retention or restore ever takes for a backup.
+// file, which no listing, retention or restore ever takes for a backup. Writers hold a shared
+// flock on the backup dir's ".emrkit-backup.lock" while they write; the next backup that
+// finds no writer (its exclusive try succeeds) removes every partial file — a SIGKILLed
+// run's — with the option files emrkit 0.6.0 and older wrote beside them.
 //
 // Names are DATABASE-LABEL-YYYYMMDDTHHMMSS.mmmZ.sql.gz, with .pgp appended when encrypted;
 // LABEL says why it was taken ("backup" for `emrkit backup`, "before-undo-security",
@@ -24,8 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -33,12 +36,15 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ProtonMail/go-crypto/openpgp"
 	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // Suffixes of the two kinds of backup file.
@@ -78,6 +84,8 @@ type Options struct {
 	Keep int
 	// Now is the clock for the file name (nil: time.Now).
 	Now func() time.Time
+	// Log, when set, hears of the leftovers of killed runs that were removed.
+	Log io.Writer
 }
 
 // Before returns Dump bound to cfg's database and backup dir: the backup the undo of a
@@ -118,6 +126,20 @@ func Write(ctx context.Context, o Options) (string, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return "", fmt.Errorf("backup: %w; set paths.backup_dir to a writable directory", err)
 	}
+	swept, err := Sweep(o.Dir)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range swept {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "removed %s, left by a backup that was killed\n", f)
+		}
+	}
+	writing, err := lockDir(o.Dir, unix.LOCK_SH)
+	if err != nil {
+		return "", err
+	}
+	defer writing.Close()
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
@@ -141,11 +163,6 @@ func Write(ctx context.Context, o Options) (string, error) {
 	if err := partial.Chmod(0o600); err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
-	defaults, cleanup, err := mariadb.DefaultsFile(o.Dir, db)
-	if err != nil {
-		return "", fmt.Errorf("backup: %w (check free space in %s)", err, o.Dir)
-	}
-	defer cleanup()
 
 	// file <- buffer <- [OpenPGP] <- gzip <- mariadb-dump
 	buf := bufio.NewWriterSize(partial, 1<<20)
@@ -159,10 +176,14 @@ func Write(ctx context.Context, o Options) (string, error) {
 		sink = enc
 	}
 	zw, _ := kgzip.NewWriterLevel(sink, Level)
-	args := append([]string{"--defaults-extra-file=" + defaults, "--single-transaction", "--routines",
-		"--triggers", "--events", "--hex-blob", "--", db.Name}, o.Tables...)
-	cmd := exec.CommandContext(ctx, "mariadb-dump", args...)
-	var stderr strings.Builder
+	args := append([]string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
+		"--", db.Name}, o.Tables...)
+	cmd, done, err := mariadb.Command(ctx, db, "mariadb-dump", args...)
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
+	defer done()
+	var stderr limitedBuffer
 	// A write error (a full disk) stops the copy and closes the pipe: mariadb-dump dies of
 	// SIGPIPE rather than finishing a dump nobody can store. The pipe is read here, not by
 	// os/exec, so that it can be grown (pipe_linux.go).
@@ -188,7 +209,7 @@ func Write(ctx context.Context, o Options) (string, error) {
 		runErr = copyErr
 	}
 	if runErr != nil {
-		return "", fmt.Errorf("backup of %s failed: %v: %s", db.Name, runErr, oneLine(stderr.String()))
+		return "", fmt.Errorf("backup of %s failed: %v: %s", db.Name, runErr, redact.SQLText(stderr.String()))
 	}
 	closers := []io.Closer{zw}
 	if enc != nil {
@@ -259,7 +280,64 @@ func unwrapPath(err error) error {
 	return err
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// lockName is the backup dir's lock: shared while a backup is written, exclusive to sweep.
+const lockName = ".emrkit-backup.lock"
+
+// lockDir takes the backup dir's lock (unix.LOCK_SH, waiting; or unix.LOCK_EX|unix.LOCK_NB).
+// The kernel drops it with the process, however it ends.
+func lockDir(dir string, how int) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Sweep removes from dir what killed runs left — partial backups, and the client option files
+// of emrkit 0.6.0 and older ("emrkit-client-*.cnf", each a copy of the database password) —
+// and returns what it removed. While any backup is being written it removes nothing.
+func Sweep(dir string) ([]string, error) {
+	lock, err := lockDir(dir, unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		oldOptions := strings.HasPrefix(name, "emrkit-client-") && strings.HasSuffix(name, ".cnf")
+		partial := strings.HasPrefix(name, ".") && strings.Contains(name, PlainSuffix) && strings.Contains(name, ".partial-")
+		if !oldOptions && !partial {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("backup: remove the leftover %s: %w", path, err)
+		}
+		removed = append(removed, path)
+	}
+	if len(removed) > 0 {
+		return removed, fsutil.SyncDir(dir)
+	}
+	return nil, nil
+}
 
 // File is one backup in the backup directory.
 type File struct {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/internal/demofixture"
-	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 	"github.com/emrkit/emrkit/pkg/pgp"
 )
@@ -50,11 +49,7 @@ func BenchmarkVersusGzip(b *testing.B) {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	defaults, cleanup, err := mariadb.DefaultsFile(dir, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cleanup()
+	defaults := mariadbtest.OptionFile(b, cfg)
 	pipeline := "mariadb-dump --defaults-extra-file=" + defaults + " --single-transaction --routines --triggers --events --hex-blob oscar_15 | gzip > " + filepath.Join(dir, "pipeline.sql.gz")
 
 	var pipeT, encT, plainT time.Duration
@@ -83,9 +78,11 @@ func BenchmarkVersusGzip(b *testing.B) {
 		}
 		plainT += time.Since(start)
 		if sqlBytes == 0 {
-			if sqlBytes, err = Verify(plain, nil); err != nil {
+			sum, err := Verify(ctx, plain, nil, 0)
+			if err != nil {
 				b.Fatal(err)
 			}
+			sqlBytes = sum.Size
 		}
 		os.Remove(plain)
 	}
@@ -125,11 +122,7 @@ func BenchmarkVerifyVersusDumpRestore(b *testing.B) {
 	}
 	server := cfg
 	server.Name = ""
-	defaults, cleanup, err := mariadb.DefaultsFile(b.TempDir(), server)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cleanup()
+	defaults := mariadbtest.OptionFile(b, server)
 	var verify, plain time.Duration
 	for b.Loop() {
 		start := time.Now()

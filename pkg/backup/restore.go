@@ -1,107 +1,66 @@
 package backup
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 )
 
-// ErrNeedKey is returned for an encrypted backup when no private key was given.
-var ErrNeedKey = errors.New("the backup is encrypted; give the export private key (--key FILE, and --passphrase-file FILE if it has a passphrase)")
-
-// completed is how every complete mariadb-dump ends (unless run with --skip-comments, which
-// emrkit never does).
-var completed = []byte("-- Dump completed")
-
-// OpenSQL returns the SQL a backup holds, decrypting (with keys) and decompressing as it is
-// read. Only reading to the end verifies it (the OpenPGP MDC, gzip's CRC): see Verify.
-func OpenSQL(path string, keys openpgp.EntityList) (io.ReadCloser, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
-	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	head, _ := br.Peek(64)
-	var compressed io.Reader = br
-	if !bytes.HasPrefix(head, []byte{0x1f, 0x8b}) { // not gzip: an OpenPGP message
-		if len(keys) == 0 {
-			f.Close()
-			return nil, ErrNeedKey
-		}
-		var r io.Reader = br
-		if bytes.HasPrefix(bytes.TrimSpace(head), []byte("-----BEGIN PGP")) {
-			block, err := armor.Decode(br)
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("backup %s: %w", path, err)
-			}
-			r = block.Body
-		}
-		md, err := openpgp.ReadMessage(r, keys, nil, pgpConfig())
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("backup %s: cannot decrypt (%v); is it encrypted to this key?", path, err)
-		}
-		compressed = md.UnverifiedBody
-	}
-	zr, err := gzip.NewReader(compressed)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("backup %s is not a gzip-compressed dump: %w", path, err)
-	}
-	return &sqlReader{Reader: zr, close: f.Close}, nil
+// Summary is what reading a whole backup found.
+type Summary struct {
+	// Size is the SQL's size in bytes.
+	Size int64
+	// Database is the database the dump holds, from its header ("" when it names none).
+	Database string
 }
 
-type sqlReader struct {
-	io.Reader
-	close func() error
-}
-
-func (r *sqlReader) Close() error { return r.close() }
-
-// Verify reads the whole backup — decrypting, decompressing, checking the OpenPGP integrity
-// code and gzip's CRC — and checks that it ends as a complete mariadb-dump does. It returns
-// the size of the SQL. Restore verifies before it touches any database: a truncated or
-// tampered backup is refused, not half restored.
-func Verify(path string, keys openpgp.EntityList) (int64, error) {
-	r, err := OpenSQL(path, keys)
+// StatementLimit is the largest statement the server db reaches accepts (max_allowed_packet):
+// a backup holding a larger one cannot be restored there, so reading stops at it.
+func StatementLimit(ctx context.Context, db config.Database) (int64, error) {
+	server := db
+	server.Name = ""
+	conn, err := mariadb.Open(ctx, server)
 	if err != nil {
 		return 0, err
 	}
-	defer r.Close()
-	t := &tail{}
-	n, err := io.Copy(t, r)
-	if err != nil {
-		return n, fmt.Errorf("backup %s is damaged or incomplete: %v", path, err)
-	}
-	if !bytes.Contains(t.buf, completed) {
-		return n, fmt.Errorf("backup %s is incomplete: it does not end with mariadb-dump's %q line", path, completed)
+	defer conn.Close()
+	return maxPacket(ctx, conn)
+}
+
+func maxPacket(ctx context.Context, conn *sql.DB) (int64, error) {
+	var n int64
+	if err := conn.QueryRowContext(ctx, "SELECT @@global.max_allowed_packet").Scan(&n); err != nil {
+		return 0, fmt.Errorf("read max_allowed_packet: %w", err)
 	}
 	return n, nil
 }
 
-// tail keeps the last bytes written to it.
-type tail struct{ buf []byte }
-
-func (t *tail) Write(p []byte) (int, error) {
-	const keep = 256
-	t.buf = append(t.buf, p[max(len(p)-keep, 0):]...)
-	if len(t.buf) > keep {
-		t.buf = t.buf[len(t.buf)-keep:]
+// Verify reads the whole backup — decrypting, decompressing, checking the OpenPGP integrity
+// code and gzip's CRC, and scanning every statement (none over limit bytes, none leaving the
+// database) — and checks that it ends as a complete mariadb-dump does. Restore verifies
+// before it touches any database: a truncated or tampered backup is refused (a
+// *DamagedError), not half restored. Memory stays bounded whatever the file holds.
+func Verify(ctx context.Context, path string, keys openpgp.EntityList, limit int64) (Summary, error) {
+	r, err := OpenSQL(path, keys)
+	if err != nil {
+		return Summary{}, err
 	}
-	return len(p), nil
+	defer r.Close()
+	sc := NewScanner(limit)
+	n, err := stream(ctx, path, r, sc, nil)
+	sum := Summary{Size: n, Database: sc.Database()}
+	if f, ok := Parse(path); ok && sum.Database == "" {
+		sum.Database = f.Database // a dump without comments: the name emrkit gave it
+	}
+	return sum, err
 }
 
 // RestoreOptions says what Restore restores where.
@@ -111,26 +70,38 @@ type RestoreOptions struct {
 	Database config.Database
 	// File is the backup (.sql.gz, or .sql.gz.pgp with Keys).
 	File string
-	// Target is the database to restore into ("" = Database.Name); created when missing.
+	// Target is the database to restore into, named by the admin; "" means Database.Name,
+	// which a dump of another database is refused for (SourceError).
 	Target string
 	// Keys are the unlocked private keys for an encrypted backup.
 	Keys openpgp.EntityList
-	// Verified says the caller has just run Verify on File (Restore then skips its own pass).
-	Verified bool
+	// Checked is the caller's Verify of File, just run (nil: Restore runs its own).
+	Checked *Summary
 }
 
-// Encrypted reports whether path holds an OpenPGP message rather than a plain gzip dump.
-func Encrypted(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, fmt.Errorf("backup: %w", err)
+// SourceError refuses to restore, into the database the configuration names, a dump that
+// holds another one (or does not say which it holds) — a slip that would put one clinic's
+// or one test's tables over another's.
+type SourceError struct {
+	File, Source, Target string
+}
+
+func (e *SourceError) Error() string {
+	if e.Source == "" {
+		return fmt.Sprintf("backup %s does not say which database it holds (its header names none); name the database to restore into with --database %s (or another)",
+			e.File, e.Target)
 	}
-	defer f.Close()
-	head := make([]byte, 2)
-	if _, err := io.ReadFull(f, head); err != nil {
-		return false, fmt.Errorf("backup %s: %w", path, err)
+	return fmt.Sprintf("backup %s holds database %s, not %s; to restore it into %s anyway give --database %s, or --database %s to restore it as it was",
+		e.File, e.Source, e.Target, e.Target, e.Target, e.Source)
+}
+
+// CheckSource refuses (a *SourceError) a restore of file, which holds database source, into
+// target when target was not named explicitly and differs.
+func CheckSource(file, source, target string, explicit bool) error {
+	if explicit || source == target {
+		return nil
 	}
-	return !bytes.Equal(head, []byte{0x1f, 0x8b}), nil
+	return &SourceError{File: file, Source: source, Target: target}
 }
 
 // Restore verifies File, creates the target database when missing, and loads the dump into
@@ -144,40 +115,88 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if err := mariadb.ValidIdentifier(target); err != nil {
 		return fmt.Errorf("restore: database: %w", err)
 	}
-	if !o.Verified {
-		if _, err := Verify(o.File, o.Keys); err != nil {
-			return fmt.Errorf("restore: %w; nothing was restored", err)
-		}
-	}
 	server := o.Database
 	server.Name = ""
 	db, err := mariadb.Open(ctx, server)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	_, err = db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+target+"`")
-	db.Close()
+	defer db.Close()
+	limit, err := maxPacket(ctx, db)
 	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	sum := o.Checked
+	if sum == nil {
+		s, err := Verify(ctx, o.File, o.Keys, limit)
+		if err != nil {
+			return fmt.Errorf("restore: %w; nothing was restored", err)
+		}
+		sum = &s
+	}
+	if err := CheckSource(o.File, sum.Database, target, o.Target != ""); err != nil {
+		return fmt.Errorf("restore: %w; nothing was restored", err)
+	}
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+target+"`"); err != nil {
 		return fmt.Errorf("restore: create database %s: %w", target, err)
 	}
-	defaults, cleanup, err := mariadb.DefaultsFile("", server)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+	_, err = loadInto(ctx, server, target, o.File, o.Keys, limit)
+	if errors.Is(err, ErrInterrupted) {
+		return fmt.Errorf("restore of %s into %s interrupted; the database may be partly restored — restore again", o.File, target)
 	}
-	defer cleanup()
-	r, err := OpenSQL(o.File, o.Keys)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer r.Close()
-	cmd := exec.CommandContext(ctx, "mariadb", "--defaults-extra-file="+defaults, "--batch", target)
-	var stderr bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, io.Discard, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("restore of %s into %s failed: %v: %s; the database may be partly restored — restore again, or from another backup",
-			o.File, target, err, oneLine(stderr.String()))
+		return fmt.Errorf("restore of %s into %s failed: %w; the database may be partly restored — restore again, or from another backup", o.File, target, err)
 	}
 	return nil
+}
+
+// loadInto streams the SQL of file into database target with the mariadb client, watching
+// every statement on the way, and returns the scanner that read it (its per-table digests)
+// and the failure, with its line and table, its values withheld (a *LoadError).
+func loadInto(ctx context.Context, server config.Database, target, file string, keys openpgp.EntityList, limit int64) (*Scanner, error) {
+	r, err := OpenSQL(file, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd, done, err := client(ctx, server, target, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr limitedBuffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("mariadb: %w", err)
+	}
+	sc := NewScanner(limit)
+	_, err = stream(ctx, file, r, sc, stdin)
+	stdin.Close()
+	var werr *writeError
+	if err != nil && !errors.As(err, &werr) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return sc, err
+	}
+	// The client stopped reading (werr) or read to the end: its exit says which statement.
+	if exit := cmd.Wait(); exit != nil {
+		if ctx.Err() != nil {
+			return sc, ErrInterrupted
+		}
+		return sc, loadError(stderr.String(), sc, exit)
+	}
+	return sc, err
+}
+
+// client is the mariadb client that loads a dump into database: --binary-mode turns off its
+// own commands (\! would run a shell) but DELIMITER, and its packet limit is the server's.
+func client(ctx context.Context, server config.Database, database string, limit int64) (*exec.Cmd, func(), error) {
+	return mariadb.Command(ctx, server, "mariadb", "--batch", "--binary-mode",
+		fmt.Sprintf("--max-allowed-packet=%d", limit), "--", database)
 }
 
 // Exists reports whether database name exists on the server db reaches, and how many tables

@@ -1,19 +1,13 @@
 package backup
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,86 +18,45 @@ import (
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // ScratchDatabase is where a restore test loads a backup: emrkit's own, dropped after each
 // test (and before one, should an earlier test have been killed).
 const ScratchDatabase = "emrkit_restore_test"
 
-// tableDigests hashes, per table, the data statements of a mariadb-dump stream (the lines
-// "INSERT INTO `t` ..." after "-- Dumping data for table `t`"), and remembers the table it
-// was in when the stream stopped.
-type tableDigests struct {
-	sums    map[string]hash.Hash
-	current string
-	rest    []byte
-}
-
-func newTableDigests() *tableDigests { return &tableDigests{sums: map[string]hash.Hash{}} }
-
-func (d *tableDigests) Write(p []byte) (int, error) {
-	data := append(d.rest, p...)
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		d.line(data[:i+1])
-		data = data[i+1:]
-	}
-	d.rest = append(d.rest[:0], data...)
-	return len(p), nil
-}
-
-var (
-	dumpingData = []byte("-- Dumping data for table `")
-	insertInto  = []byte("INSERT INTO `")
-)
-
-func (d *tableDigests) line(l []byte) {
-	switch {
-	case bytes.HasPrefix(l, dumpingData):
-		name, _, _ := bytes.Cut(l[len(dumpingData):], []byte("`"))
-		d.current = string(name)
-		if d.sums[d.current] == nil {
-			d.sums[d.current] = sha256.New()
-		}
-	case d.current != "" && bytes.HasPrefix(l, insertInto):
-		d.sums[d.current].Write(l)
-	}
-}
-
-func (d *tableDigests) result() map[string]string {
-	out := map[string]string{}
-	for t, h := range d.sums {
-		out[t] = hex.EncodeToString(h.Sum(nil))
-	}
-	return out
-}
-
 // VerifyResult is what a restore test proved.
 type VerifyResult struct {
-	File     string    `json:"file"`
-	Time     time.Time `json:"time"`
-	Seconds  float64   `json:"seconds"`
-	OK       bool      `json:"ok"`
-	Tables   int       `json:"tables"`
-	Rows     int64     `json:"rows"`
-	Problem  string    `json:"problem,omitempty"`
-	Database string    `json:"database"`
+	File    string    `json:"file"`
+	Time    time.Time `json:"time"`
+	Seconds float64   `json:"seconds"`
+	OK      bool      `json:"ok"`
+	Tables  int       `json:"tables"`
+	Rows    int64     `json:"rows"`
+	Problem string    `json:"problem,omitempty"`
+	// Interrupted: the test was stopped (SIGTERM, Ctrl-C) before it could judge the backup.
+	Interrupted bool   `json:"interrupted,omitempty"`
+	Database    string `json:"database"`
 }
 
 // VerifyRestore proves a backup restores: it loads the backup into ScratchDatabase on the
 // server db reaches, dumps that database again as a backup does, and compares, table by
 // table, the digest of the data statements with the backup's own; then drops the scratch
 // database. A damaged or truncated backup, a restore that fails or loses a row, and a table
-// whose data comes back different are each a failed result naming the table.
+// whose data comes back different are each a failed result naming the table and line, never
+// the data. A ctx cancelled on the way (SIGTERM) gives a result marked Interrupted: the
+// backup was not judged.
 func VerifyRestore(ctx context.Context, db config.Database, file string, keys openpgp.EntityList) (VerifyResult, error) {
 	start := time.Now()
 	res := VerifyResult{File: file, Time: start.UTC(), Database: db.Name}
-	fail := func(format string, args ...any) (VerifyResult, error) {
-		res.Problem = fmt.Sprintf(format, args...)
+	fail := func(err error) (VerifyResult, error) {
 		res.Seconds = time.Since(start).Seconds()
+		if errors.Is(err, ErrInterrupted) || ctx.Err() != nil {
+			res.Interrupted = true
+			res.Problem = fmt.Sprintf("interrupted after %.1fs, before it could judge the backup", res.Seconds)
+			return res, nil
+		}
+		res.Problem = redact.Line(err.Error())
 		return res, nil
 	}
 	server := db
@@ -124,58 +77,38 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 		return res, fmt.Errorf("backup verify: create the scratch database %s: %w", ScratchDatabase, err)
 	}
 	defer drop()
-	defaults, cleanup, err := mariadb.DefaultsFile("", server)
+	limit, err := maxPacket(ctx, conn)
 	if err != nil {
 		return res, fmt.Errorf("backup verify: %w", err)
 	}
-	defer cleanup()
 
-	// backup -> [decrypt] -> gunzip -> digests + mariadb scratch
-	r, err := OpenSQL(file, keys)
+	// backup -> [decrypt] -> gunzip -> scanner (digests) + mariadb scratch
+	fromFile, err := loadInto(ctx, server, ScratchDatabase, file, keys, limit)
 	if err != nil {
-		return fail("%v", err)
-	}
-	defer r.Close()
-	fromFile := newTableDigests()
-	end := &tail{}
-	load := exec.CommandContext(ctx, "mariadb", "--defaults-extra-file="+defaults, "--batch", ScratchDatabase)
-	stdin, err := load.StdinPipe()
-	if err != nil {
-		return res, err
-	}
-	var loadErr bytes.Buffer
-	load.Stdout, load.Stderr = io.Discard, &loadErr
-	if err := load.Start(); err != nil {
-		return res, fmt.Errorf("backup verify: mariadb: %w", err)
-	}
-	_, readErr := io.Copy(io.MultiWriter(stdin, fromFile, end), r)
-	if readErr != nil {
-		load.Process.Kill()
-		load.Wait()
-		where := "before the first table"
-		if fromFile.current != "" {
-			where = "in table " + fromFile.current
+		var load *LoadError
+		if errors.As(err, &load) {
+			err = fmt.Errorf("restoring it failed: %w", load)
 		}
-		return fail("the backup is damaged or incomplete: reading stopped %s (%v)", where, readErr)
-	}
-	stdin.Close()
-	if err := load.Wait(); err != nil {
-		return fail("restoring it failed in table %s: %s", fromFile.current, oneLine(loadErr.String()))
-	}
-	if !bytes.Contains(end.buf, completed) {
-		return fail("the backup is incomplete: it stops in table %s without mariadb-dump's %q line", fromFile.current, completed)
+		return fail(err)
 	}
 
 	// The restored copy, dumped as a backup is, must hold the same data, table by table.
-	again := newTableDigests()
-	dump := exec.CommandContext(ctx, "mariadb-dump", "--defaults-extra-file="+defaults, "--single-transaction",
+	again := NewScanner(0)
+	dump, done, err := mariadb.Command(ctx, server, "mariadb-dump", "--single-transaction",
 		"--routines", "--triggers", "--events", "--hex-blob", "--", ScratchDatabase)
-	var dumpErr bytes.Buffer
+	if err != nil {
+		return res, fmt.Errorf("backup verify: %w", err)
+	}
+	defer done()
+	var dumpErr limitedBuffer
 	dump.Stdout, dump.Stderr = again, &dumpErr
 	if err := dump.Run(); err != nil {
-		return res, fmt.Errorf("backup verify: dump the restored copy: %v: %s", err, oneLine(dumpErr.String()))
+		if ctx.Err() != nil {
+			return fail(ErrInterrupted)
+		}
+		return res, fmt.Errorf("backup verify: dump the restored copy: %v: %s", err, redact.SQLText(dumpErr.String()))
 	}
-	want, got := fromFile.result(), again.result()
+	want, got := fromFile.Digests(), again.Digests()
 	var differ []string
 	for t, sum := range want {
 		if got[t] != sum {
@@ -195,7 +128,7 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 	}
 	res.Rows = rows
 	if len(differ) > 0 {
-		return fail("restored data differs from the backup in table(s) %s", strings.Join(differ, ", "))
+		return fail(fmt.Errorf("restored data differs from the backup in table(s) %s", strings.Join(differ, ", ")))
 	}
 	res.OK = true
 	res.Seconds = time.Since(start).Seconds()
@@ -258,6 +191,8 @@ func LastVerify(stateDir string) (VerifyResult, bool, error) {
 	if err := json.Unmarshal(data, &res); err != nil {
 		return res, false, fmt.Errorf("%s is corrupt: %w", VerifyRecord, err)
 	}
+	// A record written by emrkit 0.6.0 may quote the patient rows a failing statement held.
+	res.Problem = redact.SQLText(res.Problem)
 	return res, true, nil
 }
 

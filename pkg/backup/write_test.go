@@ -174,7 +174,7 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gpg's plaintext is not gzip: %v", err)
 	}
-	if theirs := readAll(t, zr); !bytes.Equal(theirs, ours) || !bytes.Contains(ours, completed) {
+	if theirs := readAll(t, zr); !bytes.Equal(theirs, ours) || !bytes.Contains(ours, dumpCompleted) {
 		t.Fatalf("gpg -d gave %d bytes, emrkit %d", len(theirs), len(ours))
 	}
 
@@ -245,11 +245,11 @@ func TestRefusesDamagedBackups(t *testing.T) {
 		keys       openpgp.EntityList
 		want       string
 	}{
-		{"truncated gzip", damaged(plain, half), nil, "is damaged or incomplete"},
-		{"altered gzip", damaged(plain, flip), nil, "is damaged or incomplete"},
-		{"dump stopped early", stopped, nil, "is incomplete: it does not end with mariadb-dump's"},
-		{"truncated pgp", damaged(sealed, half), private, "is damaged or incomplete"},
-		{"altered pgp", damaged(sealed, flip), private, "is damaged or incomplete"},
+		{"truncated gzip", damaged(plain, half), nil, "is damaged: the file ends early: it is cut (line "},
+		{"altered gzip", damaged(plain, flip), nil, "is damaged: its gzip checksum does not match"},
+		{"dump stopped early", stopped, nil, "is damaged: it is cut: it does not end with mariadb-dump's"},
+		{"truncated pgp", damaged(sealed, half), private, "is damaged: its OpenPGP message is cut or was altered"},
+		{"altered pgp", damaged(sealed, flip), private, "is damaged: its gzip checksum does not match"},
 		{"wrong key", sealed, wrong, "cannot decrypt"},
 		{"no key", sealed, nil, "the backup is encrypted; give the export private key"},
 	} {

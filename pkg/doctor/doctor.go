@@ -14,6 +14,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // Status is a check's outcome.
@@ -102,7 +103,9 @@ func Run(ctx context.Context, env Env, profile string) Report {
 	for _, g := range groups {
 		r.Checks = append(r.Checks, g()...)
 	}
-	for _, c := range r.Checks {
+	for i, c := range r.Checks {
+		// Findings quote files and servers: one bounded line each, in the table and the JSON.
+		r.Checks[i].Finding = redact.Line(c.Finding)
 		switch c.Status {
 		case Skip:
 			r.Skipped++

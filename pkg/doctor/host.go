@@ -12,6 +12,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // host is what the checks share: one connection to the EMR's database, the journal, the plan
@@ -54,7 +55,7 @@ func (h *host) close() {
 
 // skipped is a check that could not run, and why; permission problems name the fix.
 func skipped(id, title, safeguard string, err error) Check {
-	finding := err.Error()
+	finding := redact.Error(err)
 	fix := ""
 	if errors.Is(err, fs.ErrPermission) || os.Geteuid() != 0 && strings.Contains(strings.ToLower(finding), "denied") {
 		fix = "run emrkit doctor as root to check this"

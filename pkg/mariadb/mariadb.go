@@ -1,6 +1,7 @@
 // Package mariadb owns emrkit's connections to the EMR database: opening them from the
-// config with errors that name the cause and the fix, writing client option files so that
-// mariadb and mariadb-dump never see a password on their command line, and validating the
+// config with errors that name the cause and the fix, running mariadb and mariadb-dump with
+// the credentials on an inherited descriptor (never their command line, never a file a kill
+// could leave behind), and validating the
 // identifiers that emrkit must splice into SQL (placeholders cannot stand for names).
 package mariadb
 
@@ -14,7 +15,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -190,20 +190,12 @@ func readPassword(path string) (string, error) {
 	return strings.TrimSuffix(pw, "\r"), nil
 }
 
-// DefaultsFile writes a [client] option file (mode 0600) in dir for running mariadb or
-// mariadb-dump with --defaults-extra-file=path, which must be their first argument; a
-// password on a command line would be visible to every user in ps. dir "" means the
-// system temporary directory. cleanup removes the file and is safe to call more than once.
-func DefaultsFile(dir string, db config.Database) (path string, cleanup func(), err error) {
+// OptionText is the [client] option file that makes mariadb or mariadb-dump reach db's
+// server as db says, password included: what Command hands a client program instead of a
+// password on its command line, which every user sees in ps.
+func OptionText(db config.Database) ([]byte, error) {
 	var b strings.Builder
 	b.WriteString("[client]\n")
-	add := func(key, value string) error {
-		if strings.ContainsRune(value, 0) {
-			return fmt.Errorf("mariadb: option file: %s contains a NUL byte", key)
-		}
-		fmt.Fprintf(&b, "%s=%s\n", key, quoteOption(value))
-		return nil
-	}
 	network, addr := endpoint(db)
 	// protocol pins the transport: the host's own option files, read first, may name another.
 	opts := [][2]string{{"user", db.User}, {"protocol", "socket"}, {"socket", addr}}
@@ -214,40 +206,17 @@ func DefaultsFile(dir string, db config.Database) (path string, cleanup func(), 
 	if db.PasswordFile != "" {
 		pw, err := readPassword(db.PasswordFile)
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		opts = append(opts, [2]string{"password", pw})
 	}
 	for _, o := range opts {
-		if err := add(o[0], o[1]); err != nil {
-			return "", nil, err
+		if strings.ContainsRune(o[1], 0) {
+			return nil, fmt.Errorf("mariadb: option file: %s contains a NUL byte", o[0])
 		}
+		fmt.Fprintf(&b, "%s=%s\n", o[0], quoteOption(o[1]))
 	}
-
-	f, err := os.CreateTemp(dir, "emrkit-client-*.cnf") // created 0600
-	if err != nil {
-		return "", nil, fmt.Errorf("mariadb: option file: %w", err)
-	}
-	path = f.Name()
-	cleanup = func() { os.Remove(path) }
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		cleanup()
-		return "", nil, fmt.Errorf("mariadb: option file: %w", err)
-	}
-	if _, err := f.WriteString(b.String()); err != nil {
-		f.Close()
-		cleanup()
-		return "", nil, fmt.Errorf("mariadb: option file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("mariadb: option file: %w", err)
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	return path, cleanup, nil
+	return []byte(b.String()), nil
 }
 
 // quoteOption double-quotes v with the escapes MariaDB's option-file reader undoes, so a

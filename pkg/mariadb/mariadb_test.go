@@ -122,26 +122,25 @@ func TestPasswordAndDefaultsFile(t *testing.T) {
 	}
 	db.Close()
 
-	path, cleanup, err := mariadb.DefaultsFile(dir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("option file: %v %v, want mode 0600", fi.Mode(), err)
-	}
 	client, err := exec.LookPath("mariadb")
 	if err != nil {
 		t.Fatal("mariadb not found; run scripts/deps.sh (as root) first")
 	}
-	out, err := exec.CommandContext(t.Context(), client, "--defaults-extra-file="+path, "-N", "-e", "SELECT CURRENT_USER()").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "emrkit@localhost" {
-		data, _ := os.ReadFile(path)
-		t.Fatalf("mariadb client with %s: %v: %s\nfile:\n%s", path, err, out, data)
+	before := leftovers(t, dir, os.TempDir())
+	cmd, done, err := mariadb.Command(t.Context(), cfg, client, "-N", "-e", "SELECT CURRENT_USER()")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cleanup()
-	cleanup()
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cleanup left %s: %v", path, err)
+	out, err := cmd.CombinedOutput()
+	done()
+	if err != nil || strings.TrimSpace(string(out)) != "emrkit@localhost" {
+		t.Fatalf("mariadb client with the inherited option file: %v: %s", err, out)
+	}
+	if strings.Contains(strings.Join(cmd.Args, " "), nastyPassword) {
+		t.Fatalf("the password is on the command line: %q", cmd.Args)
+	}
+	if after := leftovers(t, dir, os.TempDir()); after != before {
+		t.Fatalf("the client's option file left a file: before %q, after %q", before, after)
 	}
 
 	wrong := filepath.Join(dir, "wrong")
@@ -173,8 +172,8 @@ func TestPasswordFileWorldReadable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+pwFile) || errors.Is(err, mariadb.ErrUnreachable) {
 		t.Errorf("Open: got %v, want a refusal naming chmod 600", err)
 	}
-	if _, _, err := mariadb.DefaultsFile(t.TempDir(), cfg); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Errorf("DefaultsFile: got %v, want a refusal naming chmod 600", err)
+	if _, _, err := mariadb.Command(t.Context(), cfg, "mariadb"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("Command: got %v, want a refusal naming chmod 600", err)
 	}
 }
 
@@ -203,4 +202,21 @@ func TestNativePasswordHash(t *testing.T) {
 	if got := mariadb.NativePasswordHash("pw"); got != "*D821809F681A40A6E379B50D0463EFAE20BDD122" {
 		t.Fatalf("NativePasswordHash(pw) = %s", got)
 	}
+}
+
+// leftovers lists the files in dirs that look like a client option file.
+func leftovers(t *testing.T, dirs ...string) string {
+	var out []string
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".cnf") {
+				out = append(out, filepath.Join(d, e.Name()))
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }

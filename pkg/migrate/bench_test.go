@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,12 +215,11 @@ func BenchmarkWholeUpgrade(b *testing.B) {
 
 // timeSeed runs the seed's statements with the mariadb client, as the upgrade notes say.
 func timeSeed(b *testing.B, cfg config.Database, stmts []string) time.Duration {
-	defaults, cleanup, err := mariadb.DefaultsFile(b.TempDir(), cfg)
+	cmd, done, err := mariadb.Command(b.Context(), cfg, "mariadb", cfg.Name, "-e", strings.Join(stmts, ";\n")+";")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cleanup()
-	cmd := exec.Command("mariadb", "--defaults-extra-file="+defaults, cfg.Name, "-e", strings.Join(stmts, ";\n")+";")
+	defer done()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,12 +172,11 @@ func eq(a, b *string) bool {
 // runSeed runs the seed's statements with the mariadb client, as a clinic's admin would.
 func runSeed(t testing.TB, f *fixture, stmts []string) {
 	t.Helper()
-	defaults, cleanup, err := mariadb.DefaultsFile(t.TempDir(), f.cfg)
+	cmd, done, err := mariadb.Command(t.Context(), f.cfg, "mariadb", f.name, "-e", strings.Join(stmts, ";\n")+";")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cleanup()
-	cmd := exec.Command("mariadb", "--defaults-extra-file="+defaults, f.name, "-e", strings.Join(stmts, ";\n")+";")
+	defer done()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("seed SQL: %v: %s", err, out)
 	}

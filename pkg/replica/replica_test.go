@@ -304,15 +304,14 @@ func TestFilteredReplica(t *testing.T) {
 func seedOffsite(t *testing.T, r Replica, env Env, offsite *mariadbtest.Server) {
 	t.Helper()
 	exec1(t, offsite.DB(t, ""), "CREATE DATABASE IF NOT EXISTS `"+r.Database+"`")
-	defaults, cleanup, err := mariadb.DefaultsFile(t.TempDir(), config.Database{Host: "127.0.0.1", Port: config.P(r.RemotePort),
-		User: OffsiteUser, PasswordFile: env.offsitePassword()})
+	dumpPath, _ := lookTool("mariadb-dump", "mariadb-client")
+	clientPath, _ := lookTool("mariadb", "mariadb-client")
+	dump, done, err := mariadb.Command(t.Context(), config.Database{Host: "127.0.0.1", Port: config.P(r.RemotePort),
+		User: OffsiteUser, PasswordFile: env.offsitePassword()}, dumpPath, seedDumpArgs(r)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cleanup()
-	dumpPath, _ := lookTool("mariadb-dump", "mariadb-client")
-	clientPath, _ := lookTool("mariadb", "mariadb-client")
-	dump := exec.CommandContext(t.Context(), dumpPath, append([]string{"--defaults-extra-file=" + defaults}, seedDumpArgs(r)...)...)
+	defer done()
 	load := exec.CommandContext(t.Context(), clientPath, "--no-defaults", "--socket="+offsite.Socket, "--user=root", r.Database)
 	var dumpErr, loadOut bytes.Buffer
 	dump.Stderr = &dumpErr

@@ -18,6 +18,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/redact"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -303,15 +304,13 @@ func (s replicationStep) seed(ctx context.Context, pdb, db *sql.DB) error {
 	}
 	src := s.r.Primary.Config
 	src.Name = ""
-	defaults, cleanup, err := mariadb.DefaultsFile("", src)
+	dump, done, err := mariadb.Command(ctx, src, dumpPath, append([]string{
+		"--single-transaction", "--gtid", "--master-data=1", "--skip-triggers", "--no-tablespaces",
+		s.r.Database}, s.r.Tables...)...)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	dump := exec.CommandContext(ctx, dumpPath, append([]string{
-		"--defaults-extra-file=" + defaults, // must be first
-		"--single-transaction", "--gtid", "--master-data=1", "--skip-triggers", "--no-tablespaces",
-		s.r.Database}, s.r.Tables...)...)
+	defer done()
 	load := exec.CommandContext(ctx, clientPath,
 		"--no-defaults", // must be first
 		"--protocol=socket", "--socket="+s.env.socket(), "--user=root", "--database="+s.r.Database)
@@ -337,10 +336,11 @@ func (s replicationStep) seed(ctx context.Context, pdb, db *sql.DB) error {
 	derr := dump.Wait()
 	lerr := load.Wait()
 	if derr != nil {
-		return fmt.Errorf("portal replica: seed from MariaDB: mariadb-dump: %v: %s", derr, lastLines(dumpErr.String(), 3))
+		return fmt.Errorf("portal replica: seed from MariaDB: mariadb-dump: %v: %s", derr, redact.SQLText(lastLines(dumpErr.String(), 3)))
 	}
 	if lerr != nil {
-		return fmt.Errorf("portal replica: seed: loading the dump: %v: %s", lerr, lastLines(loadErr.String(), 3))
+		// The portal's tables are patients' records: the client's message loses its values.
+		return fmt.Errorf("portal replica: seed: loading the dump: %v: %s", lerr, redact.SQLText(lastLines(loadErr.String(), 3)))
 	}
 	return nil
 }

@@ -35,9 +35,15 @@ type env struct {
 // generated as `pgp setup` does, its public half configured (pgp.mode public-key).
 func newEnv(t *testing.T, srv *mariadbtest.Server, backupDir string) *env {
 	t.Helper()
+	return newEnvRows(t, srv, backupDir, 5000)
+}
+
+// newEnvRows is newEnv with rows patients.
+func newEnvRows(t *testing.T, srv *mariadbtest.Server, backupDir string, rows int) *env {
+	t.Helper()
 	cfg := srv.CreateDatabase(t, "oscar_15")
 	db := srv.DB(t, "oscar_15")
-	demofixture.Create(t, db, 5000, 11)
+	demofixture.Create(t, db, rows, 11)
 	oscarfixture.Create(t, db, true)
 	dir := t.TempDir()
 	ks, err := pgp.GenerateKey("Clinic Backups <root@localhost>", pgp.Curve25519)

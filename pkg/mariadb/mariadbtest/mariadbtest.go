@@ -291,20 +291,18 @@ func (s *Server) Dump(t testing.TB, db string, tables ...string) string {
 			t.Fatalf("mariadbtest: dump: %v", err)
 		}
 	}
-	defaults, cleanup, err := mariadb.DefaultsFile(s.dir, s.config(""))
-	if err != nil {
-		t.Fatalf("mariadbtest: dump: %v", err)
-	}
-	defer cleanup()
 	args := append([]string{
-		"--defaults-extra-file=" + defaults, // must come first
 		"--skip-dump-date", "--skip-comments", "--order-by-primary",
 		// One row per INSERT, so a difference shows as a line in a diff.
 		"--skip-extended-insert",
 		db,
 	}, tables...)
+	cmd, done, err := mariadb.Command(t.Context(), s.config(""), dump, args...)
+	if err != nil {
+		t.Fatalf("mariadbtest: dump: %v", err)
+	}
+	defer done()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), dump, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("mariadbtest: mariadb-dump %s: %v: %s", db, err, strings.TrimSpace(stderr.String()))
@@ -331,4 +329,20 @@ func tail(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// OptionFile writes db's client option file (password included) into a test's temp dir, for
+// tests that run a client from a shell pipeline, where emrkit's inherited descriptor
+// (mariadb.Command) cannot reach.
+func OptionFile(t testing.TB, db config.Database) string {
+	t.Helper()
+	text, err := mariadb.OptionText(db)
+	if err != nil {
+		t.Fatalf("mariadbtest: option file: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "client.cnf")
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
