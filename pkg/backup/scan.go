@@ -65,6 +65,8 @@ type Scanner struct {
 	inStmt     bool
 	stmtLen    int64 // bytes of the statement so far
 	stmtLine   int64
+	stmtOff    int64 // byte offset of the statement's first byte
+	at         int   // index in the current write, for offsets
 	head       []byte // the statement's first words, upper case
 	headDone   bool
 	delim      []byte
@@ -221,9 +223,10 @@ func (s *Scanner) endLine() {
 func (s *Scanner) statements(p []byte) {
 	for i := 0; i < len(p) && s.err == nil; i++ {
 		c := p[i]
+		s.at = i
 		if s.inStmt {
 			s.stmtLen++
-			s.checkLimit(int64(i))
+			s.checkLimit()
 		}
 		switch s.state {
 		case single, double, backtick:
@@ -239,7 +242,7 @@ func (s *Scanner) statements(p []byte) {
 				if j := indexQuoteEnd(p[i+1:], q, s.state != backtick); j > 0 {
 					s.stmtLen += int64(j)
 					i += j
-					s.checkLimit(int64(i))
+					s.checkLimit()
 				}
 			}
 		case lineComment:
@@ -259,7 +262,7 @@ func (s *Scanner) statements(p []byte) {
 				if skipped := j - (i + 1); skipped > 0 {
 					s.stmtLen += int64(skipped)
 					i += skipped
-					s.checkLimit(int64(i))
+					s.checkLimit()
 				}
 			}
 		}
@@ -270,9 +273,9 @@ func (s *Scanner) statements(p []byte) {
 	s.soff += int64(len(p))
 }
 
-func (s *Scanner) checkLimit(i int64) {
+func (s *Scanner) checkLimit() {
 	if s.Limit > 0 && s.stmtLen > s.Limit {
-		s.fail(s.stmtLine, s.soff+i, "a statement is larger than the server's max_allowed_packet (%d bytes): the file is cut or corrupt, or comes from a server that allows larger statements (raise max_allowed_packet to restore it)", s.Limit)
+		s.fail(s.stmtLine, s.stmtOff, "a statement is larger than the server's max_allowed_packet (%d bytes): the file is cut or corrupt, or comes from a server that allows larger statements (raise max_allowed_packet to restore it)", s.Limit)
 	}
 }
 
@@ -417,7 +420,7 @@ func (s *Scanner) word(c byte) {
 // begin marks the first byte of a statement.
 func (s *Scanner) begin() {
 	if !s.inStmt {
-		s.inStmt, s.stmtLen, s.stmtLine = true, 1, s.sline
+		s.inStmt, s.stmtLen, s.stmtLine, s.stmtOff = true, 1, s.sline, s.soff+int64(s.at)
 	}
 }
 
@@ -425,7 +428,7 @@ func (s *Scanner) begin() {
 func (s *Scanner) setDelimiter() {
 	d := bytes.TrimSpace(s.delimLine)
 	if len(d) == 0 || len(d) > 16 || bytes.ContainsAny(d, "'\"`\\") {
-		s.fail(s.sline, s.soff, "a DELIMITER command without a usable delimiter")
+		s.fail(s.stmtLine, s.stmtOff, "a DELIMITER command without a usable delimiter")
 		return
 	}
 	s.delim = append(s.delim[:0], d...)
@@ -450,7 +453,7 @@ func (s *Scanner) checkHead() {
 	head := strings.TrimSpace(string(s.head))
 	for _, l := range leaving {
 		if head == l || strings.HasPrefix(head, l+" ") {
-			s.fail(s.stmtLine, s.soff, "it switches to another database (%s): it was taken with --databases or --all-databases; emrkit restores the dump of one database, as emrkit backup or mariadb-dump DATABASE write it", l)
+			s.fail(s.stmtLine, s.stmtOff, "it switches to another database (%s): it was taken with --databases or --all-databases; emrkit restores the dump of one database, as emrkit backup or mariadb-dump DATABASE write it", l)
 			return
 		}
 	}
