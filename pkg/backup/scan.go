@@ -38,6 +38,8 @@ const maxTables = 100_000
 type Scanner struct {
 	// Limit is the largest statement accepted, in bytes (0: no limit).
 	Limit int64
+	// digestOnly skips the statement pass: for mariadb-dump's own output, read for digests.
+	digestOnly bool
 
 	// Line level.
 	line      int64 // current line, from 1
@@ -113,7 +115,9 @@ func (s *Scanner) Write(p []byte) (int, error) {
 		return 0, s.err
 	}
 	s.lines(p)
-	s.statements(p)
+	if !s.digestOnly {
+		s.statements(p)
+	}
 	if s.err != nil {
 		return 0, s.err
 	}
@@ -483,6 +487,13 @@ func (s *Scanner) TableAt(line int64) string {
 		return ""
 	}
 	return s.sections[i-1].table
+}
+
+// newDigester returns a scanner that only digests: for a dump emrkit has just taken itself.
+func newDigester() *Scanner {
+	s := NewScanner(0)
+	s.digestOnly = true
+	return s
 }
 
 // Database is the database the dump's header names, "" when it names none.

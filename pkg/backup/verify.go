@@ -93,7 +93,7 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 	}
 
 	// The restored copy, dumped as a backup is, must hold the same data, table by table.
-	again := NewScanner(0)
+	again := newDigester()
 	dump, done, err := mariadb.Command(ctx, server, "mariadb-dump", "--single-transaction",
 		"--routines", "--triggers", "--events", "--hex-blob", "--", ScratchDatabase)
 	if err != nil {
