@@ -11,9 +11,9 @@
 // place only once mariadb-dump has succeeded and the data is on disk, so a file that looks
 // like a backup is one: a failed dump, a full disk or a kill leaves at most a hidden partial
 // file, which no listing, retention or restore ever takes for a backup. Writers hold a shared
-// flock on the backup dir's ".emrkit-backup.lock" while they write; the next backup that
-// finds no writer (its exclusive try succeeds) removes every partial file — a SIGKILLed
-// run's — with the option files emrkit 0.6.0 and older wrote beside them.
+// flock on the backup directory itself while they write; the next backup that finds no
+// writer (its exclusive try succeeds) removes every partial file — a SIGKILLed run's — with
+// the option files emrkit 0.6.0 and older wrote beside them.
 //
 // Names are DATABASE-LABEL-YYYYMMDDTHHMMSS.mmmZ.sql.gz, with .pgp appended when encrypted;
 // LABEL says why it was taken ("backup" for `emrkit backup`, "before-undo-security",
@@ -280,13 +280,11 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// lockName is the backup dir's lock: shared while a backup is written, exclusive to sweep.
-const lockName = ".emrkit-backup.lock"
-
-// lockDir takes the backup dir's lock (unix.LOCK_SH, waiting; or unix.LOCK_EX|unix.LOCK_NB).
-// The kernel drops it with the process, however it ends.
+// lockDir takes an flock on the backup directory itself — shared while a backup is written
+// (unix.LOCK_SH, waiting), exclusive to sweep (unix.LOCK_EX|unix.LOCK_NB) — which leaves no
+// file behind, and which the kernel drops with the process, however it ends.
 func lockDir(dir string, how int) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
