@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestPutGetPersistsAtomically(t *testing.T) {
@@ -70,24 +70,23 @@ func TestLockReleasedOnProcessDeath(t *testing.T) {
 	dir := t.TempDir()
 	// A process holding the lock dies by SIGKILL: the kernel drops the flock.
 	// One process (sh exec'd into sleep) holds the fd, so killing it is the holder's death.
-	cmd := exec.Command("sh", "-c", `exec 9>>"$1" && flock -n 9 && exec sleep 30`, "sh", filepath.Join(dir, lockName))
+	// The holder says when it has the lock, so the test never races it for the lock.
+	cmd := exec.Command("sh", "-c", `exec 9>>"$1" && flock 9 && echo locked && exec sleep 30`, "sh", filepath.Join(dir, lockName))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	busy := false
-	for range 200 {
-		j, err := Open(dir)
-		if errors.Is(err, ErrBusy) {
-			busy = true
-			break
-		}
-		if err == nil {
-			j.Close() // flock(1) has not taken it yet
-		}
-		time.Sleep(10 * time.Millisecond)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("flock(1) never took the lock: %q %v", line, err)
 	}
-	if !busy {
-		t.Fatal("flock(1) never took the lock")
+	if _, err := Open(dir); !errors.Is(err, ErrBusy) {
+		t.Fatalf("want ErrBusy while flock(1) holds the lock, got %v", err)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
