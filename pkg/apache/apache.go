@@ -82,7 +82,7 @@ func (e Env) ConfigTest(ctx context.Context) error {
 
 // Running reports whether the Apache of PIDFile runs.
 func (e Env) Running() bool {
-	data, err := os.ReadFile(e.PIDFile)
+	data, err := fsutil.ReadFile(e.PIDFile, fsutil.TextLimit)
 	if err != nil {
 		return false
 	}
@@ -175,7 +175,7 @@ func (s ConfStep) Check(ctx context.Context) (bool, error) {
 	if err := s.Preflight(ctx); err != nil {
 		return false, err
 	}
-	cur, err := os.ReadFile(s.Target())
+	cur, err := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -187,7 +187,7 @@ func (s ConfStep) Check(ctx context.Context) (bool, error) {
 
 func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
 	var b before
-	cur, err := os.ReadFile(s.Target())
+	cur, err := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
 	switch {
 	case err == nil:
 		b = before{Present: true, Content: cur, Enabled: s.Env.isEnabled(s.Name)}
@@ -212,7 +212,7 @@ func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	if err := s.Env.ConfigTest(ctx); err != nil {
 		return fmt.Errorf("Apache's configuration fails its test before emrkit changes anything (%v); fix it first", err)
 	}
-	prev, readErr := os.ReadFile(s.Target())
+	prev, readErr := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
 	wasEnabled := s.Env.isEnabled(d.Name)
 	if err := fsutil.WriteAtomic(s.Env.available(d.Name), d.Content, 0o644, nil); err != nil {
 		return err
@@ -249,7 +249,7 @@ func (u Undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string
 		return step.Skipped, "Apache is no longer installed", nil
 	}
 	path := u.Env.available(d.Name)
-	cur, err := os.ReadFile(path)
+	cur, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !b.Present:
 		return step.AlreadyBefore, "", nil
@@ -284,7 +284,7 @@ func (u Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cur, err := os.ReadFile(u.Env.available(d.Name))
+	cur, err := fsutil.ReadFile(u.Env.available(d.Name), fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // pgpConfig is what encrypted backups are written with: AES-256 in a SEIPD v1 (MDC) packet,
@@ -37,7 +37,7 @@ func encrypt(w io.Writer, recipients openpgp.EntityList, fileName string) (io.Wr
 
 // readKeyFile reads armored or binary OpenPGP keys from path.
 func readKeyFile(path string) (openpgp.EntityList, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func ReadPrivateKey(keyFile, passphraseFile string) (openpgp.EntityList, error) 
 	}
 	var pass []byte
 	if passphraseFile != "" {
-		data, err := os.ReadFile(passphraseFile)
+		data, err := fsutil.ReadFile(passphraseFile, fsutil.TextLimit)
 		if err != nil {
 			return nil, fmt.Errorf("passphrase file: %w", err)
 		}

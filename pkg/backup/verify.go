@@ -181,7 +181,7 @@ func SaveVerify(stateDir string, res VerifyResult) error {
 // LastVerify returns the last restore test (ok false: none recorded).
 func LastVerify(stateDir string) (VerifyResult, bool, error) {
 	var res VerifyResult
-	data, err := os.ReadFile(filepath.Join(stateDir, VerifyRecord))
+	data, err := fsutil.ReadFile(filepath.Join(stateDir, VerifyRecord), fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return res, false, nil
 	}

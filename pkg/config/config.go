@@ -5,10 +5,7 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -325,6 +322,24 @@ type Paths struct {
 	StateDir  string `yaml:"state_dir"`
 	BackupDir string `yaml:"backup_dir"`
 	CronFile  string `yaml:"cron_file"`
+	// PGPPassphraseFile is the export passphrase of pgp.mode symmetric; written only when
+	// set, so an older release's strict loader (after a downgrade) never meets it.
+	PGPPassphraseFile string `yaml:"pgp_passphrase_file,omitempty"`
+}
+
+// DefaultPGPPassphraseFile is paths.pgp_passphrase_file when unset: outside the state dir
+// (0700 root), because Tomcat must read it.
+const DefaultPGPPassphraseFile = "/etc/emrkit/pgp-export.pass"
+
+// PGPPassphrase is paths.pgp_passphrase_file or its default.
+func (p Paths) PGPPassphrase() string {
+	return orDefault(p.PGPPassphraseFile, DefaultPGPPassphraseFile)
+}
+
+// inStateDir reports whether path is the state dir or under it.
+func (p Paths) inStateDir(path string) bool {
+	rel, err := filepath.Rel(filepath.Clean(p.StateDir), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // Port is a TCP port. It decodes from any scalar so that a wrong value ("abc") reaches
@@ -378,34 +393,6 @@ func Default() Config {
 		Migrations: []string{},
 		Paths:      Paths{StateDir: "/var/lib/emrkit", BackupDir: "/var/backups/emrkit", CronFile: "/etc/cron.d/emrkit"},
 	}
-}
-
-// Load reads path over the defaults and validates it. A missing file at the default path
-// yields the defaults (a fresh host); a missing file named explicitly is an error.
-func Load(path string, explicit bool) (Config, error) {
-	cfg := Default()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		return cfg, nil
-	}
-	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config %s: %s; fix the file's YAML (keys are listed in the README)", path, oneLine(err))
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// oneLine folds the YAML decoder's multi-line error lists into one line.
-func oneLine(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
-	return strings.Join(strings.Fields(msg), " ")
 }
 
 var (
@@ -509,6 +496,16 @@ func (c Config) Validate() error {
 		func() error { return abs("paths.state_dir", c.Paths.StateDir, false) },
 		func() error { return abs("paths.backup_dir", c.Paths.BackupDir, false) },
 		func() error { return abs("paths.cron_file", c.Paths.CronFile, false) },
+		func() error {
+			if err := abs("paths.pgp_passphrase_file", c.Paths.PGPPassphraseFile, true); err != nil {
+				return err
+			}
+			if c.Paths.PGPPassphraseFile != "" && c.Paths.inStateDir(c.Paths.PGPPassphraseFile) {
+				return fmt.Errorf("paths.pgp_passphrase_file: %q is inside paths.state_dir %s, which only root can enter; Tomcat must read the file: put it elsewhere (default %s)",
+					c.Paths.PGPPassphraseFile, c.Paths.StateDir, DefaultPGPPassphraseFile)
+			}
+			return nil
+		},
 		func() error { return abs("openemr.root", c.OpenEMR.Root, true) },
 		func() error {
 			if u := c.OpenEMR.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
@@ -580,7 +577,7 @@ func WriteIfChanged(path string, c Config) error {
 	if err != nil {
 		return err
 	}
-	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, want) {
+	if cur, err := fsutil.ReadFile(path, MaxFileSize); err == nil && bytes.Equal(cur, want) {
 		return nil
 	}
 	return write(path, want)

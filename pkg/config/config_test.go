@@ -56,7 +56,7 @@ func TestValidationNamesKeyAndFix(t *testing.T) {
 		"profile: plone":                        `profile: "plone" is not one of oscar, openemr`,
 		"pgp: {mode: public-key}":               `pgp.public_key: required when pgp.mode is public-key`,
 		"paths: {state_dir: relative}":          `paths.state_dir: "relative" must be an absolute path`,
-		"firewal: {}":                           `field firewal not found`,
+		"firewal: {}":                           `c.yaml:1: unknown key firewal;`,
 		"backup: {keep: -1}":                    `backup.keep: -1 is not a number of backups (0 keeps all)`,
 	}
 	for in, want := range cases {

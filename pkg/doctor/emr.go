@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/pkg/cron"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/pgp"
 	"github.com/emrkit/emrkit/pkg/plan"
@@ -50,7 +51,7 @@ func (h *host) oscar() []Check {
 	out = append(out, h.dbCheck("oscar.enrolled", "every active OSCAR provider is enrolled in 2FA", hipaaAuth, h.enrolment))
 
 	cronPath := cfg.Paths.CronFile
-	job, err := os.ReadFile(cronPath)
+	job, err := fsutil.ReadFile(cronPath, fsutil.TextLimit)
 	switch {
 	case err == nil:
 		out = append(out, check("oscar.pin-job", "the PIN cycle's cron job is in place", hipaaAuth,

@@ -17,6 +17,8 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/emrkit/emrkit/pkg/fsutil"
+
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/step"
 )
@@ -54,24 +56,17 @@ func (s Step) Describe() string {
 	return fmt.Sprintf("%s %s (%s)", s.Path, s.Want, s.What)
 }
 
-// open returns path opened without following a final symlink, with what it holds now.
+// open returns the regular file at path, opened without following a final symlink, with what
+// it holds now.
 func open(path string) (*os.File, Perm, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, Perm{}, fmt.Errorf("%s is a symbolic link; emrkit changes only regular files (replace the link with the file)", path)
-	}
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
-		return nil, Perm{}, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, Perm{}, err
 	}
-	f := os.NewFile(uintptr(fd), path)
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, Perm{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, Perm{}, fmt.Errorf("%s is not a regular file", path)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	return f, Perm{Mode: fi.Mode().Perm(), UID: int(st.Uid), GID: int(st.Gid)}, nil

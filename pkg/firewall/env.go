@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // ChrootOverride is the environment variable that lets the firewall steps run in a chroot;
@@ -121,7 +123,7 @@ func (e Env) status(ctx context.Context) (Status, error) {
 
 // policies reads the default policies from ufw's defaults file.
 func (e Env) policies() (Policies, error) {
-	data, err := os.ReadFile(e.DefaultsFile)
+	data, err := fsutil.ReadFile(e.DefaultsFile, fsutil.TextLimit)
 	if err != nil {
 		return Policies{}, fmt.Errorf("read ufw's default policies: %w", err)
 	}

@@ -97,7 +97,7 @@ func (c *readCache) remember(key, out string) {
 // load returns the kept answers; an unreadable or damaged file is as good as none.
 func (c *readCache) load() keptReads {
 	var k keptReads
-	if data, err := os.ReadFile(c.file); err == nil {
+	if data, err := fsutil.ReadFile(c.file, fsutil.TextLimit); err == nil {
 		if json.Unmarshal(data, &k) != nil {
 			return keptReads{}
 		}
@@ -132,7 +132,7 @@ func (e Env) ufwSources(ctx context.Context) (string, error) {
 		files = append(files, filepath.Join(filepath.Dir(e.UserRules[0]), "ufw.conf"))
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := fsutil.ReadFile(f, fsutil.TextLimit)
 		if err != nil {
 			return "", err
 		}

@@ -3,9 +3,7 @@ package firewall
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"syscall"
 
@@ -16,12 +14,12 @@ import (
 func readRuleFiles(paths []string) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := fsutil.ReadFile(p, fsutil.TextLimit)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, err
 		}
 		files[p] = data
 	}
@@ -45,19 +43,15 @@ func ruleRecords(data []byte) [][]byte {
 // so that undo leaves /etc/ufw as the admin had it, not merely equivalent.
 func restoreRuleFiles(saved map[string][]byte) error {
 	for p, before := range saved {
-		cur, err := os.ReadFile(p)
+		cur, fi, err := fsutil.ReadFileStat(p, fsutil.TextLimit)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return fmt.Errorf("read %s: %w", p, err)
+			return err
 		}
 		if bytes.Equal(cur, before) || !slices.EqualFunc(ruleRecords(cur), ruleRecords(before), bytes.Equal) {
 			continue
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
 		}
 		st := fi.Sys().(*syscall.Stat_t)
 		if err := fsutil.WriteAtomic(p, before, fi.Mode().Perm(), &fsutil.Owner{UID: int(st.Uid), GID: int(st.Gid)}); err != nil {

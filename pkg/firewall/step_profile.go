@@ -44,7 +44,7 @@ func (s profileStep) Describe() string {
 }
 
 func readProfile(path string) (profileBefore, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return profileBefore{}, nil
 	}

@@ -12,8 +12,12 @@ import (
 type Owner struct{ UID, GID int }
 
 // WriteAtomic replaces path with data: temp file in the same directory, fsync, chmod/chown,
-// rename over path, fsync of the directory.
+// rename over path, fsync of the directory. A symbolic link or a non-regular file at path is
+// refused (CheckReplaceable), never replaced.
 func WriteAtomic(path string, data []byte, mode os.FileMode, owner *Owner) error {
+	if err := CheckReplaceable(path); err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

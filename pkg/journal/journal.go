@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/pkg/fsutil"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // FormatVersion is the on-disk format this emrkit writes. Readers refuse newer formats
@@ -113,8 +114,12 @@ func Read(dir string) ([]Entry, error) {
 	return read(filepath.Join(dir, fileName))
 }
 
+// maxSize bounds the journal read: it holds the before-images of the files emrkit edited, a
+// few KiB each, so 64 MiB is far beyond any real journal and still cheap to hold.
+const maxSize = 64 << 20
+
 func read(path string) ([]Entry, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, maxSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -190,6 +195,9 @@ func (j *Journal) with(e Entry) ([]Entry, [][]byte, error) {
 	if e.ID == "" || e.Kind == "" || e.State == "" {
 		return nil, nil, fmt.Errorf("journal: entry needs id, kind and state: %+v", e)
 	}
+	// A note is shown by status and revert; it is often an error's text, so it is held to one
+	// bounded line like every other message emrkit prints.
+	e.Note = redact.Line(e.Note)
 	now := j.now().UTC()
 	e.Updated = now
 	i := j.index(e.ID)

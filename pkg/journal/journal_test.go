@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 func TestPutGetPersistsAtomically(t *testing.T) {
@@ -198,4 +200,25 @@ func TestFileIsTheWholeDocumentIndented(t *testing.T) {
 	j.Put(Entry{ID: "e:5", Kind: "e", State: Deferred})
 	j.Delete("e:5")
 	check()
+}
+
+func TestNoteIsOneBoundedLine(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	long := "kept:\n" + strings.Repeat("row value ", 10000)
+	if err := j.Put(Entry{ID: "k:t", Kind: "k", Target: "t", State: Undone, Note: long}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := entries[0].Note
+	if len(note) > redact.MaxLen || strings.Contains(note, "\n") || !strings.HasPrefix(note, "kept: row value") {
+		t.Fatalf("note not one bounded line (%d bytes): %q", len(note), note[:min(len(note), 80)])
+	}
 }

@@ -64,14 +64,10 @@ func (s Step) Check(ctx context.Context) (bool, error) {
 	if err := s.Preflight(ctx); err != nil {
 		return false, err
 	}
-	cur, err := os.ReadFile(s.Path)
+	cur, fi, err := fsutil.ReadFileStat(s.Path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", s.Path, err)
-	}
-	fi, err := os.Stat(s.Path)
 	if err != nil {
 		return false, err
 	}
@@ -80,16 +76,12 @@ func (s Step) Check(ctx context.Context) (bool, error) {
 
 func (s Step) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
 	b := before{}
-	cur, err := os.ReadFile(s.Path)
+	cur, fi, err := fsutil.ReadFileStat(s.Path, fsutil.TextLimit)
 	switch {
 	case err == nil:
-		fi, err := os.Stat(s.Path)
-		if err != nil {
-			return nil, nil, err
-		}
 		b = before{Present: true, Content: cur, Mode: fi.Mode().Perm()}
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("read %s: %w", s.Path, err)
+		return nil, nil, err
 	}
 	dj, err := json.Marshal(desired{Path: s.Path, SHA256: hash(s.Content), Mode: s.Mode})
 	if err != nil {
@@ -120,13 +112,15 @@ func (Undoer) Undo(_ context.Context, e journal.Entry) (step.Outcome, string, er
 	if err != nil {
 		return 0, "", err
 	}
-	cur, err := os.ReadFile(d.Path)
+	cur, err := fsutil.ReadFile(d.Path, fsutil.TextLimit)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if !b.Present {
 			return step.AlreadyBefore, "", nil
 		}
 		return step.Kept, d.Path + " was removed since", nil
+	case errors.Is(err, fsutil.ErrNotRegular):
+		return step.Kept, d.Path + " was replaced by a link or a special file since emrkit wrote it", nil
 	case err != nil:
 		return 0, "", fmt.Errorf("read %s: %w", d.Path, err)
 	case hash(cur) != d.SHA256:
@@ -152,7 +146,7 @@ func (Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cur, err := os.ReadFile(d.Path)
+	cur, err := fsutil.ReadFile(d.Path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // Sentinels for the failures a caller may act on; test them with errors.Is.
@@ -167,7 +167,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // readPassword reads the first line of path, refusing a file everyone can read: the
 // password opens every patient record.
 func readPassword(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return "", fmt.Errorf("mariadb: password file: %w; fix database.password_file in the emrkit config", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // Install is an OpenEMR tree as emrkit found it.
@@ -86,7 +87,7 @@ func Detect(cfg config.OpenEMR, roots []string) (Install, error) {
 	if !safePath.MatchString(in.Root) {
 		return in, fmt.Errorf("openemr.root: %q has characters emrkit will not write into Apache's configuration; use a path of letters, digits, . _ - /", in.Root)
 	}
-	data, err := os.ReadFile(filepath.Join(in.Root, "version.php"))
+	data, err := fsutil.ReadFile(filepath.Join(in.Root, "version.php"), fsutil.TextLimit)
 	if err != nil {
 		return in, fmt.Errorf("read OpenEMR's version: %w", err)
 	}
@@ -98,7 +99,7 @@ func Detect(cfg config.OpenEMR, roots []string) (Install, error) {
 	}
 	in.Site = cfg.SiteName()
 	conf := filepath.Join(in.Root, "sites", in.Site, "sqlconf.php")
-	data, err = os.ReadFile(conf)
+	data, err = fsutil.ReadFile(conf, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return in, fmt.Errorf("openemr.site: no %s (sites here: %s); fix openemr.site (emrkit/openemr-site)", conf, strings.Join(in.Sites, ", "))
 	}

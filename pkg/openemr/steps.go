@@ -10,6 +10,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/apache"
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/fileperm"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/step"
 )
@@ -102,7 +103,7 @@ func sslSiteEnabled(a apache.Env) error {
 	}
 	sites, _ := filepath.Glob(filepath.Join(a.Dir, "sites-enabled", "*"))
 	for _, s := range sites {
-		data, err := os.ReadFile(s)
+		data, err := fsutil.ReadFile(s, fsutil.TextLimit)
 		if err == nil && strings.Contains(strings.ToLower(string(data)), "sslengine on") {
 			return nil
 		}

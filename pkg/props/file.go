@@ -18,16 +18,12 @@ type File struct {
 
 // Load reads path. A missing file is reported with the fix.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, fi, err := fsutil.ReadFileStat(path, fsutil.TextLimit)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("%w; set oscar.properties in the emrkit config to OSCAR's properties file", err)
 		}
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+		return nil, fmt.Errorf("oscar.properties: %w", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	return &File{Path: path, Doc: Parse(data), mode: fi.Mode().Perm(), owner: fsutil.Owner{UID: int(st.Uid), GID: int(st.Gid)}}, nil

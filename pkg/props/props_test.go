@@ -1,11 +1,17 @@
 package props
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
+	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/step"
 )
 
 const sample = "# OSCAR settings\n" +
@@ -111,5 +117,66 @@ func TestLoadMissingNamesFix(t *testing.T) {
 	_, err := Load("/nonexistent/oscar.properties")
 	if err == nil || !strings.Contains(err.Error(), "oscar.properties in the emrkit config") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSymlinkedPropertiesAreRefused(t *testing.T) {
+	// A link in place of oscar.properties must not copy its target (here a stand-in for
+	// /etc/shadow) into the properties, nor be replaced by a regular file.
+	dir := t.TempDir()
+	shadow := filepath.Join(dir, "shadow")
+	os.WriteFile(shadow, []byte("root:$6$ZZSECRET:19000::::::\n"), 0o600)
+	link := filepath.Join(dir, "oscar.properties")
+	os.Symlink(shadow, link)
+	k := KeyStep{Path: link, Key: "ENABLE_2FA", Value: "true"}
+	ctx := context.Background()
+	err := k.Preflight(ctx)
+	if !errors.Is(err, fsutil.ErrLink) || !strings.Contains(err.Error(), link) || !strings.Contains(err.Error(), shadow) || strings.Contains(err.Error(), "ZZSECRET") {
+		t.Fatalf("preflight: want an error naming link and target, got %v", err)
+	}
+	if _, _, err := k.Capture(ctx); !errors.Is(err, fsutil.ErrLink) {
+		t.Fatalf("capture: %v", err)
+	}
+	if err := k.Apply(ctx, nil); !errors.Is(err, fsutil.ErrLink) {
+		t.Fatalf("apply: %v", err)
+	}
+	if got, _ := os.Readlink(link); got != shadow {
+		t.Fatalf("link replaced: %q", got)
+	}
+	if data, _ := os.ReadFile(shadow); string(data) != "root:$6$ZZSECRET:19000::::::\n" {
+		t.Fatalf("target changed: %q", data)
+	}
+	if fi, _ := os.Stat(shadow); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("target mode changed: %v", fi.Mode())
+	}
+}
+
+func TestUndoLeavesALinkAlone(t *testing.T) {
+	// The admin replaced the file emrkit edited with a link since: revert keeps the link.
+	dir := t.TempDir()
+	p := filepath.Join(dir, "oscar.properties")
+	os.WriteFile(p, []byte("TOTP=0\n"), 0o640)
+	ctx := context.Background()
+	k := KeyStep{Path: p, Key: "TOTP", Value: "1"}
+	d, b, err := k.Capture(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(dir, "oscar.properties.real")
+	os.Rename(p, real)
+	os.Symlink(real, p)
+	e := journal.Entry{ID: k.ID(), Kind: Kind, Desired: d, Before: b}
+	out, note, err := Undoer{}.Undo(ctx, e)
+	if err != nil || out != step.Kept || !strings.Contains(note, "link") {
+		t.Fatalf("want Kept with a note, got %v %q %v", out, note, err)
+	}
+	if got, _ := os.Readlink(p); got != real {
+		t.Fatalf("link replaced: %q", got)
+	}
+	if data, _ := os.ReadFile(real); string(data) != "TOTP=1\n" {
+		t.Fatalf("target changed: %q", data)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/step"
 )
@@ -116,6 +117,9 @@ func (Undoer) Undo(_ context.Context, e journal.Entry) (step.Outcome, string, er
 	if errors.Is(err, fs.ErrNotExist) {
 		return step.Skipped, d.Path + " no longer exists", nil
 	}
+	if errors.Is(err, fsutil.ErrNotRegular) {
+		return step.Kept, d.Path + " was replaced by a link or a special file since emrkit edited it", nil
+	}
 	if err != nil {
 		return 0, "", err
 	}
@@ -147,7 +151,7 @@ func (Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 		return false, err
 	}
 	f, err := Load(d.Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fsutil.ErrNotRegular) {
 		return false, nil
 	}
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/managedfile"
 	"github.com/emrkit/emrkit/pkg/mariadb"
@@ -158,7 +158,7 @@ func (s binlogStep) wanted(ctx context.Context) (managedfile.Step, bool, error) 
 // Check is true while the drop-in holds emrkit's content (a restart may still be due: the
 // gate says so), or when the running server needs none.
 func (s binlogStep) Check(ctx context.Context) (bool, error) {
-	cur, err := os.ReadFile(s.path)
+	cur, err := fsutil.ReadFile(s.path, fsutil.TextLimit)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("read %s: %w", s.path, err)
 	}

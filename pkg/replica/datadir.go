@@ -122,7 +122,7 @@ func (s dataDirStep) Capture(context.Context) (json.RawMessage, json.RawMessage,
 }
 
 func readNonce(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, nonceFile))
+	b, err := fsutil.ReadFile(filepath.Join(dir, nonceFile), fsutil.TextLimit)
 	return strings.TrimSpace(string(b)), err
 }
 
@@ -159,11 +159,8 @@ func (s dataDirStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	default:
 		return fmt.Errorf("read %s: %w", filepath.Join(dir, nonceFile), err)
 	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o750); err != nil {
-		return fmt.Errorf("chmod %s: %w", dir, err)
+	if err := fsutil.SetModeOwner(dir, 0o750, &fsutil.Owner{UID: uid, GID: gid}); err != nil {
+		return fmt.Errorf("replica data directory: %w", err)
 	}
 	if initialised(s.env.dataDir()) {
 		return nil
@@ -172,8 +169,8 @@ func (s dataDirStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", tmp, err)
+	if err := fsutil.SetModeOwner(tmp, 0o750, &fsutil.Owner{UID: uid, GID: gid}); err != nil {
+		return fmt.Errorf("replica temporary directory: %w", err)
 	}
 	staging := s.env.dataDir() + ".new"
 	if err := os.RemoveAll(staging); err != nil {

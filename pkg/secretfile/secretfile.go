@@ -61,7 +61,7 @@ func CheckPath(path string) error {
 // Read returns the password in path (its first line) and whether the file is
 // there. A file others may read, or an empty one, is an error naming the fix.
 func Read(path string) (string, bool, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}

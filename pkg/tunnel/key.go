@@ -169,7 +169,7 @@ func (s KeyStep) Apply(ctx context.Context, desired json.RawMessage) error {
 
 // settle gives path its mode and owner and makes its content durable.
 func settle(path string, mode os.FileMode, a *account) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (KeyUndoer) Undo(_ context.Context, e journal.Entry) (step.Outcome, string,
 
 // removePublicIfOurs removes the public half while it carries emrkit's comment.
 func removePublicIfOurs(d keyDesired) error {
-	data, err := os.ReadFile(d.Path + ".pub")
+	data, err := fsutil.ReadFile(d.Path+".pub", fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -250,7 +250,7 @@ func (KeyUndoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 // OpenSSH's format (PROTOCOL.key), which is what ssh-keygen writes. Other keys are an error:
 // they are not emrkit's.
 func readPrivateKey(path string) (pub []byte, comment string, err error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if err != nil {
 		return nil, "", err
 	}

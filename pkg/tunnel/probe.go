@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // Version is an OpenSSH release, e.g. 9.2.
@@ -185,7 +187,7 @@ func probe(ctx context.Context, cfg string, t Tunnel, a *account) error {
 // the tunnel's forwards and reports why that failed (a *ProbeError). While the tunnel runs it
 // holds the forwards itself, so Probe does not compete with it and reports nil.
 func Probe(ctx context.Context, env Env) error {
-	cfg, err := os.ReadFile(env.SSHConfigPath())
+	cfg, err := fsutil.ReadFile(env.SSHConfigPath(), fsutil.TextLimit)
 	if err != nil {
 		return fmt.Errorf("no tunnel configuration (%v); run `emrkit apply`", err)
 	}
@@ -288,7 +290,7 @@ func preflightPortal(ctx context.Context, env Env, t Tunnel) error {
 
 // same reports whether path holds exactly content.
 func same(path string, content []byte) bool {
-	cur, err := os.ReadFile(path)
+	cur, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	return err == nil && bytes.Equal(cur, content)
 }
 

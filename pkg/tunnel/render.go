@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/managedfile"
 )
 
@@ -277,7 +278,7 @@ WantedBy=%[4]s
 
 // PublicKey is the tunnel's public key line ("ssh-ed25519 AAAA... comment").
 func PublicKey(env Env) (string, error) {
-	data, err := os.ReadFile(env.KeyPath() + ".pub")
+	data, err := fsutil.ReadFile(env.KeyPath()+".pub", fsutil.TextLimit)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("the tunnel has no key yet (%s.pub); run `emrkit apply` first", env.KeyPath())
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // State is how the tunnel stands, for `emrkit portal status`.
@@ -40,7 +42,7 @@ type State struct {
 func Status(ctx context.Context, env Env) (State, error) {
 	st := State{Systemd: env.systemdRunning(), Forwards: []Forward{}}
 	var notes []string
-	if cfg, err := os.ReadFile(env.SSHConfigPath()); err == nil {
+	if cfg, err := fsutil.ReadFile(env.SSHConfigPath(), fsutil.TextLimit); err == nil {
 		t := tunnelOf(cfg)
 		st.Portal = fmt.Sprintf("%s@%s:%d", t.User, t.Host, t.Port)
 		if t.Forwards != nil {

@@ -115,7 +115,7 @@ func configure(f *cmdutil.Factory, cfg config.Config) (config.Config, error) {
 	}
 	lastPath := filepath.Join(cfg.Paths.StateDir, answersFile)
 	last := map[string]string{}
-	if data, err := os.ReadFile(lastPath); err == nil {
+	if data, err := fsutil.ReadFile(lastPath, fsutil.TextLimit); err == nil {
 		if err := json.Unmarshal(data, &last); err != nil {
 			return cfg, fmt.Errorf("%s is corrupt (%v); remove it to take every debconf answer as given", lastPath, err)
 		}
