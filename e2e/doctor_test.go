@@ -167,12 +167,20 @@ func TestDoctorOnOSCARHost(t *testing.T) {
 		t.Errorf("a cut backup flipped %v:\n%s", d, table(r))
 	}
 
-	// As a user other than root: what cannot be read is skipped, and said so.
-	out, _ := c.run("runuser", "-u", "nobody", "--", "/usr/bin/emrkit", "doctor")
+	// As a user other than root, the package's 0600 config cannot be read: doctor says so and
+	// checks nothing (0.6.0 checked the default paths instead, which were not this host's).
+	out, code := c.run("runuser", "-u", "nobody", "--", "/usr/bin/emrkit", "doctor")
+	if code != 1 || !strings.Contains(out, "cannot read /etc/emrkit/emrkit.yaml (permission denied") || strings.Contains(out, "SKIP") {
+		t.Errorf("doctor as nobody, config 0600: exit %d\n%s", code, out)
+	}
+	// Given a config it can read, what it cannot read is skipped, and said so.
+	c.mustRun("install", "-m", "0644", "/etc/emrkit/emrkit.yaml", "/tmp/emrkit-readable.yaml")
+	out, _ = c.run("runuser", "-u", "nobody", "--", "/usr/bin/emrkit", "doctor", "--config", "/tmp/emrkit-readable.yaml")
 	if !strings.Contains(out, "not checked: run as root to check them") || !strings.Contains(out, "SKIP") {
 		t.Errorf("doctor as nobody:\n%s", out)
 	}
 	t.Logf("doctor as nobody:\n%s", out)
+	c.mustRun("rm", "/tmp/emrkit-readable.yaml")
 }
 
 func mustParse(t *testing.T, path string) backup.File {

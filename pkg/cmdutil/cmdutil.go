@@ -114,23 +114,27 @@ func ExitCode(err error) int {
 }
 
 // Session is what apply and revert work with: the plan of this release for a configuration,
-// and a runner over the locked journal. Close releases both.
+// and a runner over the journal (locked, or for a dry run a snapshot). Close releases both.
 type Session struct {
 	Plan   *plan.Plan
 	Runner *step.Runner
-	j      *journal.Journal
+	j      journal.Handle
 }
 
-// Open builds the plan for cfg and locks the journal in its state dir.
+// Open builds the plan for cfg and locks the journal in its state dir. A dry run reads the
+// journal without the lock and keeps nothing, so it creates no file on a host emrkit has not
+// touched (no state dir, no lock, no kept ufw answers).
 func (f *Factory) Open(cfg config.Config, dryRun bool) (*Session, error) {
-	// A converging run keeps ufw's answers for the next one (a no-op configure starts no ufw).
 	h := f.Host
-	h.Firewall = h.Firewall.KeepReads(filepath.Join(cfg.Paths.StateDir, firewall.ReadsFile))
+	if !dryRun {
+		// A converging run keeps ufw's answers for the next one (a no-op configure starts no ufw).
+		h.Firewall = h.Firewall.KeepReads(filepath.Join(cfg.Paths.StateDir, firewall.ReadsFile))
+	}
 	p, err := plan.New(cfg, h, f.Version)
 	if err != nil {
 		return nil, err
 	}
-	j, err := journal.Open(cfg.Paths.StateDir)
+	j, err := journal.OpenRun(cfg.Paths.StateDir, dryRun)
 	if err != nil {
 		p.Close()
 		return nil, err

@@ -102,10 +102,10 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("foreign file where emrkit writes", func(t *testing.T) {
 		l := newLab(t, "symmetric")
-		os.MkdirAll(filepath.Dir(l.env.SymmetricPassFile), 0o755)
-		os.WriteFile(l.env.SymmetricPassFile, []byte("the admin's own\n"), 0o600)
+		os.MkdirAll(filepath.Dir(l.cfg.Paths.PGPPassphraseFile), 0o755)
+		os.WriteFile(l.cfg.Paths.PGPPassphraseFile, []byte("the admin's own\n"), 0o600)
 		refused(t, l, "is not what emrkit wrote there")
-		if b, _ := os.ReadFile(l.env.SymmetricPassFile); string(b) != "the admin's own\n" {
+		if b, _ := os.ReadFile(l.cfg.Paths.PGPPassphraseFile); string(b) != "the admin's own\n" {
 			t.Error("the admin's file was overwritten")
 		}
 	})

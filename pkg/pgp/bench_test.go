@@ -59,7 +59,7 @@ func BenchmarkDecrypt100MB(b *testing.B) {
 		l := newLab(b, mode)
 		l.mustRun()
 		_, sealed := l.oscarEncrypt(size)
-		files := pgp.Paths(l.cfg, l.env)
+		files := pgp.Paths(l.cfg)
 		gh := pgptest.RootHome(b, l.base, "admin-gnupg")
 		pass := files.Symmetric
 		if mode == "generate" {

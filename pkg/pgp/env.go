@@ -41,9 +41,6 @@ type Env struct {
 	GPG, GPGConf     string
 	// PGPGPG is PGP_BIN in the key modes; Emrkit is PGP_BIN in symmetric mode.
 	PGPGPG, Emrkit string
-	// SymmetricPassFile is the passphrase OSCAR encrypts with in symmetric mode. Tomcat must
-	// read it, so it cannot live in the state dir (0700 root): it is 0640 root:<Tomcat group>.
-	SymmetricPassFile string
 	// Algorithm of a generated key.
 	Algorithm Algorithm
 }
@@ -53,8 +50,7 @@ func DefaultEnv() Env {
 	return Env{
 		GPG: "/usr/bin/gpg", GPGConf: "/usr/bin/gpgconf",
 		PGPGPG: "/usr/bin/pgpgpg", Emrkit: "/usr/bin/emrkit",
-		SymmetricPassFile: "/etc/emrkit/pgp-export.pass",
-		Algorithm:         DefaultAlgorithm,
+		Algorithm: DefaultAlgorithm,
 	}
 }
 
@@ -62,7 +58,7 @@ func (e Env) withDefaults() Env {
 	d := DefaultEnv()
 	for _, f := range []struct{ v, def *string }{
 		{&e.GPG, &d.GPG}, {&e.GPGConf, &d.GPGConf}, {&e.PGPGPG, &d.PGPGPG},
-		{&e.Emrkit, &d.Emrkit}, {&e.SymmetricPassFile, &d.SymmetricPassFile},
+		{&e.Emrkit, &d.Emrkit},
 	} {
 		if *f.v == "" {
 			*f.v = *f.def
@@ -78,12 +74,14 @@ func (e Env) withDefaults() Env {
 type Files struct {
 	Dir                                            string // <state dir>/pgp, 0700 root
 	Passphrase, PrivateKey, PublicKey, KeyManifest string // generate mode
-	Symmetric, SymmetricManifest                   string // symmetric mode
+	// Symmetric is the passphrase OSCAR encrypts with in symmetric mode
+	// (paths.pgp_passphrase_file). Tomcat must read it, so it cannot live in the state dir
+	// (0700 root): it is 0640 root:<Tomcat group>.
+	Symmetric, SymmetricManifest string
 }
 
 // Paths returns the files for cfg.
-func Paths(cfg config.Config, env Env) Files {
-	env = env.withDefaults()
+func Paths(cfg config.Config) Files {
 	dir := filepath.Join(cfg.Paths.StateDir, "pgp")
 	return Files{
 		Dir:               dir,
@@ -91,7 +89,7 @@ func Paths(cfg config.Config, env Env) Files {
 		PrivateKey:        filepath.Join(dir, "export-key.sec.asc"),
 		PublicKey:         filepath.Join(dir, "export-key.pub.asc"),
 		KeyManifest:       filepath.Join(dir, "export-key.manifest.json"),
-		Symmetric:         env.SymmetricPassFile,
+		Symmetric:         cfg.Paths.PGPPassphrase(),
 		SymmetricManifest: filepath.Join(dir, "symmetric.manifest.json"),
 	}
 }
@@ -117,7 +115,7 @@ func Undoers(env Env) step.Registry {
 // Notice is what the admin must be told after setup, or "" when nothing is pending: the
 // generated private key and its passphrase are still on the server.
 func Notice(cfg config.Config, env Env) string {
-	f := Paths(cfg, env)
+	f := Paths(cfg)
 	if _, err := os.Stat(f.PrivateKey); err != nil {
 		return ""
 	}

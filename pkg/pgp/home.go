@@ -115,11 +115,7 @@ func (s HomeStep) Apply(_ context.Context, raw json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("create GnuPG home: %w", err)
 	}
-	if err := os.Chown(tmp, d.UID, d.GID); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("create GnuPG home: %w", err)
-	}
-	if err := os.Chmod(tmp, 0o700); err != nil {
+	if err := fsutil.SetModeOwner(tmp, 0o700, &fsutil.Owner{UID: d.UID, GID: d.GID}); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("create GnuPG home: %w", err)
 	}

@@ -20,6 +20,9 @@ import (
 // KeyKind is the journal kind of the export key in Tomcat's keyring.
 const KeyKind = "pgp.key"
 
+// GeneratedLabel names a generated key in its step's target (journaled: never change it).
+const GeneratedLabel = "generated"
+
 // keyPrior is the key as the keyring held it before emrkit imported it.
 type keyPrior struct {
 	Present    bool `json:"present"`
@@ -39,7 +42,7 @@ type keyDesired struct {
 // what lets OSCAR's non-interactive `gpg --encrypt` (through pgpgpg) use it without asking.
 type KeyStep struct {
 	GPG GPG
-	// Label names the key in the target: its fingerprint, or "generated".
+	// Label names the key in the target: its fingerprint, or GeneratedLabel.
 	Label string
 	// Read returns the public key (armored or binary).
 	Read func() ([]byte, error)
@@ -56,7 +59,11 @@ func (s KeyStep) Target() string { return s.GPG.Home + "#" + s.Label }
 func (s KeyStep) ID() string     { return KeyKind + ":" + s.Target() }
 func (s KeyStep) Since() string  { return s.SinceVersion }
 func (s KeyStep) Describe() string {
-	return fmt.Sprintf("export key %s in %s's keyring %s, trusted", s.Label, s.GPG.Account.Name, s.GPG.Home)
+	label := s.Label
+	if label == GeneratedLabel {
+		label = "(generated key)" // its fingerprint is not known before the key is made
+	}
+	return fmt.Sprintf("export key %s in %s's keyring %s, trusted", label, s.GPG.Account.Name, s.GPG.Home)
 }
 
 func (s KeyStep) key() (PublicKey, []byte, error) {

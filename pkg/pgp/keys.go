@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 )
 
 // Algorithm is the kind of key emrkit generates. Both are what GnuPG 2.2 reads (design
@@ -133,7 +133,7 @@ func NewPassphrase() ([]byte, error) {
 
 // ReadPassphraseFile reads the first line of path.
 func ReadPassphraseFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if err != nil {
 		return nil, fmt.Errorf("passphrase file: %w", err)
 	}

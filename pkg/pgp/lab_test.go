@@ -70,10 +70,10 @@ func newLab(t testing.TB, mode string) *lab {
 	l.cfg.PGP.Mode = mode
 	l.cfg.OSCAR.Properties = l.props
 	l.cfg.Paths.StateDir = filepath.Join(base, "state")
+	l.cfg.Paths.PGPPassphraseFile = filepath.Join(base, "etc", "pgp-export.pass")
 	l.env = pgp.Env{
 		Properties: l.props, TomcatUser: l.user.Name,
-		SymmetricPassFile: filepath.Join(base, "etc", "pgp-export.pass"),
-		Emrkit:            pgptest.CopyExecutable(t, filepath.Join(base, "emrkit")),
+		Emrkit: pgptest.CopyExecutable(t, filepath.Join(base, "emrkit")),
 	}
 	pgptest.StopAgents(t, &l.user, l.home)
 	return l

@@ -46,7 +46,7 @@ func TestGenerateMode(t *testing.T) {
 			if rep.Applied != 8 {
 				t.Errorf("applied %d steps, want 8 (home, key set, keyring, 5 properties)", rep.Applied)
 			}
-			files := pgp.Paths(l.cfg, l.env)
+			files := pgp.Paths(l.cfg)
 			wantMode(t, l.home, 0o700, l.user.UID, l.user.GID)
 			wantMode(t, files.Dir, 0o700, 0, 0)
 			wantMode(t, files.Passphrase, 0o600, 0, 0)
@@ -227,7 +227,7 @@ func TestSymmetricMode(t *testing.T) {
 	if rep.Applied != 6 {
 		t.Errorf("applied %d, want 6 (passphrase, 5 properties)", rep.Applied)
 	}
-	files := pgp.Paths(l.cfg, l.env)
+	files := pgp.Paths(l.cfg)
 	wantMode(t, files.Symmetric, 0o640, 0, l.user.GID)
 	for key, want := range map[string]string{pgp.PropBin: l.env.Emrkit, pgp.PropCmd: "oscar-encrypt",
 		pgp.PropKey: files.Symmetric, pgp.PropEnv: "EMRKIT_PGP=symmetric", pgp.PropEncryptedOnly: "true"} {

@@ -68,7 +68,7 @@ func sum(b []byte) string {
 
 func readManifest(path string) (manifest, bool, error) {
 	var m manifest
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, false, nil
 	}
@@ -87,7 +87,7 @@ type fileState struct {
 }
 
 func inspect(f SecretFile, m manifest, have bool) (fileState, error) {
-	data, err := os.ReadFile(f.Path)
+	data, err := fsutil.ReadFile(f.Path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fileState{}, nil
 	}
@@ -238,11 +238,8 @@ func (s SecretsStep) repair(d secretsDesired, m manifest) error {
 		if _, err := os.Stat(f.Path); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err := os.Chown(f.Path, 0, f.GID); err != nil {
-			return fmt.Errorf("chown %s: %w", f.Path, err)
-		}
-		if err := os.Chmod(f.Path, f.Mode); err != nil {
-			return fmt.Errorf("chmod %s: %w", f.Path, err)
+		if err := fsutil.SetModeOwner(f.Path, f.Mode, &fsutil.Owner{UID: 0, GID: f.GID}); err != nil {
+			return fmt.Errorf("export secret: %w", err)
 		}
 	}
 	m.Nonce = d.Nonce

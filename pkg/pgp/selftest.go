@@ -163,7 +163,7 @@ func oscarCall(ctx context.Context, c Call, a Account, dir, name string, content
 // verify checks the encrypted export: decrypted with what emrkit keeps on the server, or
 // addressed to the export key alone.
 func verify(cfg config.Config, env Env, c Call, sealed, plain []byte) (string, error) {
-	files := Paths(cfg, env)
+	files := Paths(cfg)
 	var got bytes.Buffer
 	switch cfg.PGP.Mode {
 	case "symmetric":

@@ -3,13 +3,16 @@ package pgp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"strconv"
 	"time"
 
 	"github.com/emrkit/emrkit/pkg/config"
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
 )
@@ -38,24 +41,19 @@ func Steps(cfg config.Config, env Env, since string) ([]step.Step, error) {
 	if err != nil {
 		return []step.Step{blocked(mode, since, err)}, nil
 	}
-	var steps []step.Step
-	var call map[string]string
-	var readKey func() ([]byte, error)
+	var m modeSteps
 	if mode == "symmetric" {
-		steps, call = symmetricSteps(cfg, env, acct, since)
+		m = symmetricSteps(cfg, env, acct, since)
 	} else {
 		home, err := GnupgHome(cfg, acct)
 		if err != nil {
 			return []step.Step{blocked(mode, since, err)}, nil
 		}
-		steps, call, readKey = keySteps(cfg, env, acct, home, since)
+		m = keySteps(cfg, env, acct, home, since)
 	}
+	steps := m.steps
 	for _, k := range []string{PropBin, PropCmd, PropKey, PropEnv, PropEncryptedOnly} {
-		var read func() ([]byte, error)
-		if k == PropKey {
-			read = readKey
-		}
-		s, err := property(env.Properties, k, call[k], read, since)
+		s, err := m.property(env.Properties, k, since)
 		if err != nil {
 			return nil, err
 		}
@@ -64,26 +62,41 @@ func Steps(cfg config.Config, env Env, since string) ([]step.Step, error) {
 	return steps, nil
 }
 
+// modeSteps are one mode's steps before the properties, and what the properties hold.
+type modeSteps struct {
+	steps []step.Step
+	call  map[string]string
+	// readKey, in the key modes, gives the key whose fingerprint PGP_KEY holds.
+	readKey func() ([]byte, error)
+	// afterKey gates a step that reads the key on the step that generates it (generate mode).
+	afterKey func(step.Step) step.Step
+}
+
 // symmetricSteps: the passphrase file, and OSCAR's call `emrkit oscar-encrypt FILE PASSFILE`.
-func symmetricSteps(cfg config.Config, env Env, acct Account, since string) ([]step.Step, map[string]string) {
-	files := Paths(cfg, env)
-	return []step.Step{symmetricSecrets(files, acct, since)}, map[string]string{
+func symmetricSteps(cfg config.Config, env Env, acct Account, since string) modeSteps {
+	files := Paths(cfg)
+	return modeSteps{steps: []step.Step{symmetricSecrets(files, acct, since)}, call: map[string]string{
 		PropBin: env.Emrkit, PropCmd: OSCAREncryptCommand, PropKey: files.Symmetric, PropEnv: SymmetricEnv,
-		PropEncryptedOnly: "true"}
+		PropEncryptedOnly: "true"}}
 }
 
 // keySteps: Tomcat's GnuPG home, the generated key set (generate mode), the key in the
 // keyring, and OSCAR's call `pgpgpg -e FILE FINGERPRINT` with GNUPGHOME. In public-key mode
 // the fingerprint names the step, so a new key is a new step and `emrkit apply` undoes the
 // old one's entry (taking the old key out of the keyring).
-func keySteps(cfg config.Config, env Env, acct Account, home, since string) ([]step.Step, map[string]string, func() ([]byte, error)) {
-	files := Paths(cfg, env)
+func keySteps(cfg config.Config, env Env, acct Account, home, since string) modeSteps {
+	files := Paths(cfg)
 	key := KeyStep{GPG: GPG{Path: env.GPG, Conf: env.GPGConf, Home: home, Account: &acct},
 		Needs: map[string]string{env.PGPGPG: "pgpgpg"}, SinceVersion: since}
-	steps := []step.Step{HomeStep{Path: home, Account: acct, SinceVersion: since}}
+	m := modeSteps{steps: []step.Step{HomeStep{Path: home, Account: acct, SinceVersion: since}},
+		call: map[string]string{PropBin: env.PGPGPG, PropCmd: "-e", PropEnv: "GNUPGHOME=" + home, PropEncryptedOnly: "true"}}
+	var keyStep step.Step
 	if cfg.PGP.Mode == "generate" {
-		key.Label, key.Read = "generated", readFile(files.PublicKey)
-		steps = append(steps, generatedKey(cfg.PGP.UID, env.Algorithm, files, since))
+		key.Label, key.Read = GeneratedLabel, readFile(files.PublicKey)
+		gen := generatedKey(cfg.PGP.UID, env.Algorithm, files, since)
+		m.afterKey = func(s step.Step) step.Step { return afterGenerated(s, gen.ID(), files.PublicKey) }
+		m.steps = append(m.steps, gen)
+		keyStep = m.afterKey(key)
 	} else {
 		key.Read, key.Validate, key.Label = readFile(cfg.PGP.PublicKey), true, cfg.PGP.PublicKey
 		if data, err := key.Read(); err == nil {
@@ -91,13 +104,27 @@ func keySteps(cfg config.Config, env Env, acct Account, home, since string) ([]s
 				key.Label = pk.Fingerprint
 			}
 		}
+		keyStep = key
 	}
-	call := map[string]string{PropBin: env.PGPGPG, PropCmd: "-e", PropEnv: "GNUPGHOME=" + home, PropEncryptedOnly: "true"}
-	return append(steps, key), call, key.Read
+	m.readKey = key.Read
+	m.steps = append(m.steps, keyStep)
+	return m
+}
+
+// afterGenerated defers s until the generated public key exists. The key is made by the step
+// gen, so nothing may read it while the plan is built, nor in a dry run, where gen does not
+// run: the gate tells the runner that s would apply once gen has (step.Gated.After).
+func afterGenerated(s step.Step, gen, public string) step.Step {
+	return step.Gated{Step: s, After: gen, Gate: func(context.Context) error {
+		if _, err := os.Lstat(public); errors.Is(err, fs.ErrNotExist) {
+			return &step.DeferredError{Reason: "waits for the generated export key " + public}
+		}
+		return nil
+	}}
 }
 
 func readFile(path string) func() ([]byte, error) {
-	return func() ([]byte, error) { return os.ReadFile(path) }
+	return func() ([]byte, error) { return fsutil.ReadFile(path, fsutil.TextLimit) }
 }
 
 func generatedKey(uid string, algo Algorithm, files Files, since string) SecretsStep {
@@ -131,9 +158,9 @@ func symmetricSecrets(files Files, acct Account, since string) SecretsStep {
 	}
 }
 
-// property sets key in oscar.properties, deferred while OSCAR is not installed. readKey, for
-// PGP_KEY in the key modes, gives the key whose fingerprint is the value.
-func property(path, key, value string, readKey func() ([]byte, error), since string) (step.Step, error) {
+// property sets key in oscar.properties, deferred while OSCAR is not installed. In the key
+// modes PGP_KEY is the fingerprint of the key m.readKey gives.
+func (m modeSteps) property(path, key, since string) (step.Step, error) {
 	if path == "" {
 		return step.Unavailable{
 			StepID: props.Kind + ":oscar.properties#" + key, StepKind: props.Kind,
@@ -142,10 +169,14 @@ func property(path, key, value string, readKey func() ([]byte, error), since str
 			Reason: "OSCAR is not installed (no oscar.properties found); run `emrkit apply` after installing it",
 		}, nil
 	}
-	if readKey != nil {
-		return keyProp{Path: path, Read: readKey, SinceVersion: since}, nil
+	if key == PropKey && m.readKey != nil {
+		var s step.Step = keyProp{Path: path, Read: m.readKey, SinceVersion: since}
+		if m.afterKey != nil {
+			s = m.afterKey(s)
+		}
+		return s, nil
 	}
-	s := props.KeyStep{Path: path, Key: key, Value: value, SinceVersion: since}
+	s := props.KeyStep{Path: path, Key: key, Value: m.call[key], SinceVersion: since}
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}

@@ -65,16 +65,18 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.AddCommand(newVerify(f))
 	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
-	cmd.Flags().IntVar(&o.Keep, "keep", config.DefaultKeep, "keep the newest `N` backups, delete older ones (0 keeps all; default: backup.keep)")
+	o.Keep = config.DefaultKeep
+	cmd.Flags().Var(&cmdutil.IntRange{P: &o.Keep, Min: 0, Max: MaxKeep, What: "backups kept (0 keeps all)"}, "keep",
+		fmt.Sprintf("keep the newest `N` backups, delete older ones, 0..%d (0 keeps all; default: backup.keep)", MaxKeep))
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "check the database and the key; write nothing")
 	return cmd
 }
 
+// MaxKeep bounds --keep: beyond it "keep N" is "keep all" said in a way a typo makes.
+const MaxKeep = 100000
+
 // RunBackup takes the backup and returns its path ("" in a dry run).
 func RunBackup(ctx context.Context, o *Options, cfg config.Config) (string, error) {
-	if o.Keep < 0 {
-		return "", cmdutil.Usage(fmt.Errorf("--keep %d: give 0 (keep all) or more", o.Keep))
-	}
 	if o.Key != "" && !o.Encrypt {
 		return "", cmdutil.Usage(errors.New("--key is the key to encrypt to: add --encrypt"))
 	}
@@ -118,7 +120,7 @@ func exportKey(o *Options, cfg config.Config) (string, error) {
 	case "public-key":
 		return cfg.PGP.PublicKey, nil
 	case "generate":
-		path := pgp.Paths(cfg, o.F.Host.PGP).PublicKey
+		path := pgp.Paths(cfg).PublicKey
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("--encrypt: the export key is not generated yet (%s is missing); run `emrkit apply` first, or give --key FILE", path)
 		}
@@ -238,7 +240,7 @@ func privateKeys(f *cmdutil.Factory, cfg config.Config, file, key, pass string) 
 		return nil, nil
 	}
 	if key == "" && cfg.PGP.Mode == "generate" {
-		files := pgp.Paths(cfg, f.Host.PGP)
+		files := pgp.Paths(cfg)
 		if _, err := os.Stat(files.PrivateKey); err == nil {
 			key = files.PrivateKey
 			if _, err := os.Stat(files.Passphrase); err == nil && pass == "" {

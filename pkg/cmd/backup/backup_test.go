@@ -220,7 +220,8 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"backup", "--keep", "-1"}, 2, "--keep -1"},
+		{[]string{"backup", "--keep", "-1"}, 2, `"-1" for "--keep" flag: backups kept (0 keeps all) must be 0..100000`},
+		{[]string{"backup", "--keep", "99999999999999999999"}, 2, `flag: backups kept (0 keeps all) must be 0..100000`},
 		{[]string{"backup", "--key", e.public}, 2, "--key is the key to encrypt to: add --encrypt"},
 		{[]string{"backup", "extra"}, 2, "unknown command"},
 		{[]string{"backup", "--encrypt", "--key", e.passph}, 1, "export key " + e.passph},

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
+	"strconv"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -31,15 +34,16 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Long: "Doctor checks every control of the OSCAR and OpenEMR guides and prints PASS, WARN, FAIL or SKIP\n" +
 			"with a one-line finding, the command that fixes it and the HIPAA Security Rule safeguard it\n" +
 			"serves. It changes nothing. As a non-root user it checks what it can read and says what it\n" +
-			"skipped. Exit 0 when nothing fails (warnings included), 3 when a control fails.\n" +
+			"skipped; a configuration it cannot read (root's, mode 0600) is an error (exit 1), since\n" +
+			"checking with other settings would report on the wrong paths: run it as root.\n" +
+			"Exit 0 when nothing fails (warnings included), 3 when a control fails.\n" +
 			"--json follows /usr/share/doc/emrkit/doctor.schema.json.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.Config()
 			if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
-				// The file is root's (0600): check what can be checked with the defaults.
-				fmt.Fprintf(f.Err, "emrkit doctor: %s is root's; checking with the default configuration (run as root for the real one)\n", f.ConfigPath)
-				cfg, err = config.Default(), nil
+				fmt.Fprintln(f.Err, unreadable(f))
+				return &cmdutil.ExitErr{Code: cmdutil.ExitError}
 			}
 			if err != nil {
 				return err
@@ -50,6 +54,24 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the report as JSON (for monitoring)")
 	cmd.Flags().StringVar(&o.Profile, "profile", "", "check as `oscar` or `openemr` (default: the configured profile)")
 	return cmd
+}
+
+// unreadable says that the configuration cannot be read, whose it is, and to run as root.
+// Checking with the defaults instead would report on paths the host may not use.
+func unreadable(f *cmdutil.Factory) string {
+	why := "permission denied"
+	if fi, err := os.Stat(f.ConfigPath); err == nil {
+		owner := strconv.FormatUint(uint64(fi.Sys().(*syscall.Stat_t).Uid), 10)
+		if u, err := user.LookupId(owner); err == nil {
+			owner = u.Username
+		}
+		why += fmt.Sprintf("; it is %s's, mode %04o", owner, fi.Mode().Perm())
+	}
+	again := "sudo emrkit doctor"
+	if f.ConfigSet {
+		again += " --config " + f.ConfigPath
+	}
+	return fmt.Sprintf("emrkit doctor: cannot read %s (%s): run it as root (%s)", f.ConfigPath, why, again)
 }
 
 // Run checks and prints; cmdutil.Problem when a control failed.

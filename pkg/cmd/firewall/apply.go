@@ -43,7 +43,10 @@ func newApply(o *Options) *cobra.Command {
 // Apply converges the host on the firewall steps of cfg. With firewall.enable false it
 // reverts what earlier runs did.
 func Apply(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	env := o.Env.KeepReads(filepath.Join(cfg.Paths.StateDir, fw.ReadsFile))
+	env := o.Env
+	if !o.DryRun { // a dry run keeps nothing, not even ufw's answers
+		env = env.KeepReads(filepath.Join(cfg.Paths.StateDir, fw.ReadsFile))
+	}
 	steps, err := fw.StepsContext(ctx, cfg.Firewall, cfg.Profile, env, fw.Since)
 	if err != nil {
 		return step.Report{}, err
@@ -56,7 +59,7 @@ func Apply(ctx context.Context, o *Options, cfg config.Config) (step.Report, err
 	if len(steps) == 0 {
 		fmt.Fprintln(o.F.Out, "firewall.enable is false: reverting emrkit's firewall changes, if any")
 	}
-	j, err := journal.Open(cfg.Paths.StateDir)
+	j, err := journal.OpenRun(cfg.Paths.StateDir, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}

@@ -36,7 +36,7 @@ func newRevert(o *Options) *cobra.Command {
 
 // Revert undoes every firewall entry in the journal, newest first.
 func Revert(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	j, err := journal.Open(cfg.Paths.StateDir)
+	j, err := journal.OpenRun(cfg.Paths.StateDir, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}

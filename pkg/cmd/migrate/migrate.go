@@ -46,12 +46,20 @@ type Options struct {
 	F      *cmdutil.Factory
 	Name   string
 	DryRun bool
-	// BatchSize is rows per transaction (0: migrate.DefaultBatchSize).
+	// BatchSize is rows per transaction (--batch, 1..MaxBatch).
 	BatchSize int
-	// Workers is how many connections up or down runs batches on at once (0:
-	// migrate.DefaultWorkers).
+	// Workers is how many connections up or down runs batches on at once (--workers,
+	// 1..MaxWorkers).
 	Workers int
 }
+
+// The ranges --batch and --workers accept. A batch larger than MaxBatch holds its
+// transaction, and the rows it locks, for minutes; more than MaxWorkers connections only
+// contend for the same table.
+const (
+	MaxBatch   = 1000000
+	MaxWorkers = 16
+)
 
 func newUp(f *cmdutil.Factory) *cobra.Command {
 	o := &Options{F: f}
@@ -65,13 +73,17 @@ func newUp(f *cmdutil.Factory) *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "count the rows it would change; change nothing")
-	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
-	workersFlag(cmd, o)
+	batchFlags(cmd, o)
 	return cmd
 }
 
-func workersFlag(cmd *cobra.Command, o *Options) {
-	cmd.Flags().IntVar(&o.Workers, "workers", 0, fmt.Sprintf("connections running batches at once, each on its own key range (default %d)", migrate.DefaultWorkers))
+// batchFlags are --batch and --workers, with their real defaults (so --help shows them).
+func batchFlags(cmd *cobra.Command, o *Options) {
+	o.BatchSize, o.Workers = migrate.DefaultBatchSize, migrate.DefaultWorkers
+	cmd.Flags().Var(&cmdutil.IntRange{P: &o.BatchSize, Min: 1, Max: MaxBatch, What: "rows per transaction"}, "batch",
+		fmt.Sprintf("rows per transaction, 1..%d", MaxBatch))
+	cmd.Flags().Var(&cmdutil.IntRange{P: &o.Workers, Min: 1, Max: MaxWorkers, What: "connections at once"}, "workers",
+		fmt.Sprintf("connections running batches at once, each on its own key range, 1..%d", MaxWorkers))
 }
 
 func newDown(f *cmdutil.Factory) *cobra.Command {
@@ -86,8 +98,7 @@ func newDown(f *cmdutil.Factory) *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "say what would be undone; change nothing")
-	cmd.Flags().IntVar(&o.BatchSize, "batch", 0, fmt.Sprintf("rows per transaction (default %d)", migrate.DefaultBatchSize))
-	workersFlag(cmd, o)
+	batchFlags(cmd, o)
 	return cmd
 }
 
@@ -99,12 +110,6 @@ func check(o *Options, cfg config.Config) (migrate.Migration, error) {
 	}
 	if cfg.Profile != "oscar" {
 		return m, fmt.Errorf("data migrations are OSCAR's; profile is %s", cfg.Profile)
-	}
-	if o.BatchSize < 0 {
-		return m, cmdutil.Usage(fmt.Errorf("--batch %d: give a positive number of rows", o.BatchSize))
-	}
-	if o.Workers < 0 || o.Workers > 16 {
-		return m, cmdutil.Usage(fmt.Errorf("--workers %d: give 1 to 16 connections", o.Workers))
 	}
 	return m, nil
 }

@@ -174,16 +174,28 @@ func TestBadInput(t *testing.T) {
 		{[]string{"migrate", "down", "nope"}, 2, `unknown migration "nope"`},
 		{[]string{"migrate", "up"}, 2, "accepts 1 arg"},
 		{[]string{"migrate", "sideways"}, 2, `unknown command "sideways" for "emrkit migrate"`},
-		{[]string{"migrate", "up", "middle-names", "--batch", "-5"}, 2, "--batch -5"},
-		{[]string{"migrate", "up", "middle-names", "--workers", "0x"}, 2, "invalid argument"},
-		{[]string{"migrate", "up", "middle-names", "--workers", "99"}, 2, "--workers 99: give 1 to 16"},
-		{[]string{"migrate", "down", "middle-names", "--workers", "-1"}, 2, "--workers -1: give 1 to 16"},
+		{[]string{"migrate", "up", "middle-names", "--batch", "0"}, 2, `invalid argument "0" for "--batch" flag: rows per transaction must be 1..1000000`},
+		{[]string{"migrate", "up", "middle-names", "--batch", "-5"}, 2, `invalid argument "-5" for "--batch" flag: rows per transaction must be 1..1000000`},
+		{[]string{"migrate", "down", "middle-names", "--batch=1000001"}, 2, `invalid argument "1000001" for "--batch" flag: rows per transaction must be 1..1000000`},
+		{[]string{"migrate", "up", "middle-names", "--batch", "99999999999999999999"}, 2, `"--batch" flag: rows per transaction must be 1..1000000`},
+		{[]string{"migrate", "up", "middle-names", "--workers", "0"}, 2, `invalid argument "0" for "--workers" flag: connections at once must be 1..16`},
+		{[]string{"migrate", "up", "middle-names", "--workers", "0x"}, 2, `invalid argument "0x" for "--workers" flag: connections at once must be 1..16`},
+		{[]string{"migrate", "up", "middle-names", "--workers", "99"}, 2, `invalid argument "99" for "--workers" flag: connections at once must be 1..16`},
+		{[]string{"migrate", "down", "middle-names", "--workers", "-1"}, 2, `invalid argument "-1" for "--workers" flag: connections at once must be 1..16`},
 		{[]string{"migrate", "up", "middle-names", "--frobnicate"}, 2, "unknown flag"},
 	} {
 		_, errs, code := e.run(c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) {
 			t.Errorf("%v: %d %q, want %d %q", c.args, code, errs, c.code, c.want)
 		}
+	}
+
+	// The bounds themselves are accepted, and --help shows the real defaults.
+	if out, errs, code := e.run("migrate", "up", "middle-names", "--dry-run", "--batch", "1000000", "--workers", "16"); code != 0 {
+		t.Errorf("--batch 1000000 --workers 16: %d %q %q", code, out, errs)
+	}
+	if out, _, code := e.run("migrate", "down", "--help"); code != 0 || !strings.Contains(out, "1..1000000 (default 10000)") || !strings.Contains(out, "1..16 (default 2)") {
+		t.Errorf("help does not show the ranges and defaults: %q", out)
 	}
 
 	// The wrong database: no demographic table. Nothing journaled, nothing created.

@@ -31,8 +31,7 @@ func faultBinary(t *testing.T, dir string) string {
 func (c *cli) proc(bin, fault string, args ...string) (string, int) {
 	c.t.Helper()
 	cmd := exec.Command(bin, append([]string{"--config", c.config}, args...)...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "EMRKIT_TEST_PASSFILE=" + c.env.SymmetricPassFile,
-		"EMRKIT_TEST_BIN=" + bin, "EMRKIT_TEST_ALGO=" + string(c.env.Algorithm)}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "EMRKIT_TEST_BIN=" + bin, "EMRKIT_TEST_ALGO=" + string(c.env.Algorithm)}
 	if fault != "" {
 		cmd.Env = append(cmd.Env, "EMRKIT_FAULT="+fault)
 	}

@@ -62,7 +62,7 @@ func RunDecrypt(_ context.Context, o *DecryptOptions, cfg config.Config) error {
 			return cmdutil.Usage(fmt.Errorf("%s does not end in .pgp; name the output with -o OUT", o.File))
 		}
 	}
-	files := pgp.Paths(cfg, o.env(cfg))
+	files := pgp.Paths(cfg)
 	keys, err := o.keys(cfg, files)
 	if err != nil {
 		return err

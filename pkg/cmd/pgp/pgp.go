@@ -102,7 +102,7 @@ func RunSetup(ctx context.Context, o *SetupOptions, cfg config.Config) (step.Rep
 	if len(steps) == 0 {
 		fmt.Fprintln(o.F.Out, "pgp.mode is none: undoing emrkit's PGP setup, if any")
 	}
-	j, err := journal.Open(cfg.Paths.StateDir)
+	j, err := journal.OpenRun(cfg.Paths.StateDir, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -63,10 +64,10 @@ func newCLI(t *testing.T, mode string) *cli {
 	c.cfg = config.Default()
 	c.cfg.PGP.Mode = mode
 	c.cfg.OSCAR.Properties, c.cfg.OSCAR.TomcatUser = c.props, c.user.Name
-	c.cfg.Paths = config.Paths{StateDir: filepath.Join(base, "state"), BackupDir: filepath.Join(base, "backup"), CronFile: filepath.Join(base, "cron")}
+	c.cfg.Paths = config.Paths{StateDir: filepath.Join(base, "state"), BackupDir: filepath.Join(base, "backup"), CronFile: filepath.Join(base, "cron"),
+		PGPPassphraseFile: filepath.Join(base, "etc", "pgp-export.pass")}
 	c.writeConfig()
-	c.env = pgp.Env{SymmetricPassFile: filepath.Join(base, "etc", "pgp-export.pass"),
-		Emrkit: pgptest.CopyExecutable(t, filepath.Join(base, "emrkit")), Algorithm: pgp.Curve25519}
+	c.env = pgp.Env{Emrkit: pgptest.CopyExecutable(t, filepath.Join(base, "emrkit")), Algorithm: pgp.Curve25519}
 	pgptest.StopAgents(t, &c.user, filepath.Join(home, ".gnupg"))
 	return c
 }
@@ -147,7 +148,7 @@ func (c *cli) oscarEncrypt(sub string, size int) (plain []byte, sealed string) {
 	return plain, filepath.Join(dir, name+".pgp")
 }
 
-func mustFiles(c *cli) pgp.Files { return pgp.Paths(c.cfg, c.env) }
+func mustFiles(c *cli) pgp.Files { return pgp.Paths(c.cfg) }
 
 func sameFile(t *testing.T, path string, want []byte) {
 	t.Helper()
@@ -171,7 +172,7 @@ func (c *cli) restored() {
 	}
 	absent(c.t, filepath.Join(c.cfg.Paths.StateDir, "pgp"))
 	absent(c.t, filepath.Join(c.user.Home, ".gnupg"))
-	absent(c.t, c.env.SymmetricPassFile)
+	absent(c.t, c.cfg.Paths.PGPPassphraseFile)
 }
 
 // TestSymmetricCommands: setup (dry run, run, re-run), selftest, OSCAR's call through
@@ -183,6 +184,7 @@ func TestSymmetricCommands(t *testing.T) {
 	if !strings.Contains(out, "would apply") || c.prop(pgp.PropBin) != "" {
 		t.Errorf("dry run changed something or said nothing:\n%s", out)
 	}
+	absent(t, c.cfg.Paths.StateDir) // not even the journal's lock
 	watch := pgptest.WatchProcs(c.user.UID)
 	c.ok("pgp", "setup")
 	if out, _ := c.ok("pgp", "setup"); !strings.Contains(out, "nothing to change") {
@@ -205,14 +207,14 @@ func TestSymmetricCommands(t *testing.T) {
 	c.fails(1, "passphrase", "pgp", "decrypt", sealed, "-o", filepath.Join(c.base, "w.zip"), "--passphrase-file", wrong)
 	absent(t, filepath.Join(c.base, "w.zip"))
 
-	pass, _ := pgp.ReadPassphraseFile(c.env.SymmetricPassFile)
+	pass, _ := pgp.ReadPassphraseFile(c.cfg.Paths.PGPPassphraseFile)
 	watch.Check(t, [][]byte{pass}, "oscar-encrypt")
 
 	// Tomcat can no longer read the passphrase: OSCAR's exports would fail, and the
 	// self-test says so with exit 3.
-	os.Chmod(c.env.SymmetricPassFile, 0o600)
+	os.Chmod(c.cfg.Paths.PGPPassphraseFile, 0o600)
 	c.fails(3, "self-test failed", "pgp", "selftest")
-	os.Chmod(c.env.SymmetricPassFile, 0o640)
+	os.Chmod(c.cfg.Paths.PGPPassphraseFile, 0o640)
 
 	c.fails(2, "usage: emrkit oscar-encrypt", "oscar-encrypt", "only-one-arg")
 
@@ -234,7 +236,7 @@ func TestGenerateCommands(t *testing.T) {
 	if !strings.Contains(errs, "IMPORTANT") || !strings.Contains(errs, "delete them from this server") {
 		t.Errorf("setup did not tell the admin to move the key:\n%s", errs)
 	}
-	files := pgp.Paths(c.cfg, c.env)
+	files := pgp.Paths(c.cfg)
 	pass, _ := os.ReadFile(files.Passphrase)
 	if out, _ := c.ok("pgp", "selftest"); !strings.Contains(out, "decrypted with the private key") {
 		t.Errorf("selftest:\n%s", out)
@@ -338,4 +340,53 @@ func TestBadInputCommands(t *testing.T) {
 		t.Errorf("not one line:\n%s", errs)
 	}
 	c.restored()
+}
+
+// TestPassphraseFileFollowsConfig: symmetric mode writes its passphrase where
+// paths.pgp_passphrase_file says (0640 root:<Tomcat's group>), and nothing at the default
+// path; the key is written to the configuration only when set, and must be absolute and
+// outside the state dir (root only, where Tomcat cannot read it).
+func TestPassphraseFileFollowsConfig(t *testing.T) {
+	c := newCLI(t, "symmetric")
+	c.cfg.Paths.PGPPassphraseFile = filepath.Join(c.base, "clinic", "export.pass")
+	c.writeConfig()
+	_, defaultErr := os.Lstat(config.DefaultPGPPassphraseFile)
+	c.ok("pgp", "setup")
+	fi, err := os.Stat(c.cfg.Paths.PGPPassphraseFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o640 || st.Uid != 0 || int(st.Gid) != c.user.GID {
+		t.Errorf("%s: %v %d:%d, want 0640 0:%d", c.cfg.Paths.PGPPassphraseFile, fi.Mode(), st.Uid, st.Gid, c.user.GID)
+	}
+	if got := c.prop(pgp.PropKey); got != c.cfg.Paths.PGPPassphraseFile {
+		t.Errorf("PGP_KEY=%q, want %s", got, c.cfg.Paths.PGPPassphraseFile)
+	}
+	if _, err := os.Lstat(config.DefaultPGPPassphraseFile); defaultErr != nil && err == nil {
+		t.Errorf("%s was created", config.DefaultPGPPassphraseFile)
+	}
+	if out, _ := c.ok("pgp", "selftest"); !strings.Contains(out, "decrypted with the passphrase") {
+		t.Errorf("selftest:\n%s", out)
+	}
+
+	written, _ := os.ReadFile(c.config)
+	unset := c.cfg
+	unset.Paths.PGPPassphraseFile = ""
+	other := filepath.Join(c.base, "unset.yaml")
+	if err := config.Write(other, unset); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := os.ReadFile(other)
+	if !strings.Contains(string(written), "pgp_passphrase_file: ") || strings.Contains(string(plain), "pgp_passphrase_file") {
+		t.Errorf("pgp_passphrase_file written when set only? set:\n%s\nunset:\n%s", written, plain)
+	}
+
+	for value, want := range map[string]string{
+		"export.pass": `paths.pgp_passphrase_file: "export.pass" must be an absolute path`,
+		filepath.Join(c.cfg.Paths.StateDir, "pgp", "export.pass"): "is inside paths.state_dir " + c.cfg.Paths.StateDir,
+	} {
+		data := strings.Replace(string(written), "pgp_passphrase_file: "+c.cfg.Paths.PGPPassphraseFile, "pgp_passphrase_file: "+value, 1)
+		os.WriteFile(c.config, []byte(data), 0o600)
+		c.fails(1, want, "pgp", "setup")
+	}
 }

@@ -18,9 +18,8 @@ import (
 func main() {
 	f := &cmdutil.Factory{Version: "0.3.0-1", In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	env := pgp.Env{
-		SymmetricPassFile: os.Getenv("EMRKIT_TEST_PASSFILE"),
-		Emrkit:            os.Getenv("EMRKIT_TEST_BIN"),
-		Algorithm:         pgp.Algorithm(os.Getenv("EMRKIT_TEST_ALGO")),
+		Emrkit:    os.Getenv("EMRKIT_TEST_BIN"),
+		Algorithm: pgp.Algorithm(os.Getenv("EMRKIT_TEST_ALGO")),
 	}
 	root := &cobra.Command{Use: "emrkit", SilenceUsage: true, SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) { f.ConfigSet = cmd.Flags().Changed("config") }}
