@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -112,6 +113,17 @@ func openNoFollow(path string, flag int) (*os.File, error) {
 func ReadFile(path string, limit int64) ([]byte, error) {
 	data, _, err := ReadFileStat(path, limit)
 	return data, err
+}
+
+// ReadThroughLink is ReadFile for a file emrkit only reads and the system links by design
+// (Apache's sites-enabled/*.conf point into sites-available): the link is resolved and its
+// target read with ReadFile's checks, so a FIFO or an oversized file is still refused.
+func ReadThroughLink(path string, limit int64) ([]byte, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	return ReadFile(target, limit)
 }
 
 // ReadFileStat is ReadFile that also returns what the file's own descriptor says of it (mode,

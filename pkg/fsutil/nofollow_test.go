@@ -133,3 +133,29 @@ func TestSetModeOwnerOnDirectoryAndFile(t *testing.T) {
 		}
 	}
 }
+
+func TestReadThroughLinkFollowsToARegularFileOnly(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "site.conf")
+	if err := os.WriteFile(target, []byte("SSLEngine on\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "enabled.conf")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := ReadThroughLink(link, TextLimit); err != nil || string(data) != "SSLEngine on\n" {
+		t.Fatalf("ReadThroughLink(link) = %q, %v", data, err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	toFIFO := filepath.Join(dir, "to-fifo.conf")
+	if err := os.Symlink(fifo, toFIFO); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadThroughLink(toFIFO, TextLimit); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("a link to a FIFO: %v, want ErrNotRegular", err)
+	}
+}

@@ -109,6 +109,25 @@ func TestStepsLockScriptsAndConfOnly(t *testing.T) {
 	if _, err := Steps(cfg, Env{Apache: apache.Env{Dir: t.TempDir()}}, Since); err == nil || !strings.Contains(err.Error(), "no SSL site") {
 		t.Fatalf("redirect without SSL: %v", err)
 	}
+	// Debian enables a site as a link into sites-available; that link is read through.
+	ad := t.TempDir()
+	for _, d := range []string{"mods-enabled", "sites-available", "sites-enabled"} {
+		if err := os.Mkdir(filepath.Join(ad, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, body := range map[string]string{"mods-enabled/ssl.load": "LoadModule ssl_module x\n",
+		"sites-available/default-ssl.conf": "<VirtualHost *:443>\n\tSSLEngine on\n</VirtualHost>\n"} {
+		if err := os.WriteFile(filepath.Join(ad, path), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../sites-available/default-ssl.conf", filepath.Join(ad, "sites-enabled", "default-ssl.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Steps(cfg, Env{Apache: apache.Env{Dir: ad}}, Since); err != nil {
+		t.Fatalf("redirect with an SSL site enabled by a2ensite's link: %v", err)
+	}
 }
 
 // TestGlobals: apply, re-apply (nothing), an edit in OpenEMR's Globals screen between apply

@@ -103,7 +103,7 @@ func sslSiteEnabled(a apache.Env) error {
 	}
 	sites, _ := filepath.Glob(filepath.Join(a.Dir, "sites-enabled", "*"))
 	for _, s := range sites {
-		data, err := fsutil.ReadFile(s, fsutil.TextLimit)
+		data, err := fsutil.ReadThroughLink(s, fsutil.TextLimit)
 		if err == nil && strings.Contains(strings.ToLower(string(data)), "sslengine on") {
 			return nil
 		}
