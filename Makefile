@@ -27,7 +27,7 @@ REPO_PASSPHRASE ?= $(dir $(REPO_KEY))passphrase
 REPO_DATE       ?= $(shell date +%s)
 REPO_URI        ?=
 
-.PHONY: all build deb repo test unit e2e lint bench demo deps clean
+.PHONY: all build deb repo test unit e2e lint bench fuzz demo deps clean
 all: build
 
 build: $(BIN)
@@ -61,6 +61,12 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -skip 'VersusSeed|WholeUpgrade|VersusGzip|VersusDumpRestore' ./...
 	sh scripts/bench-migrate.sh
 	sh scripts/bench-configure.sh
+
+# Every fuzz target (`go test -list '^Fuzz'`) for FUZZTIME each, stopping at the first that
+# fails; `make test` replays the committed corpora under each package's testdata/fuzz/.
+FUZZTIME ?= 30s
+fuzz:
+	GO='$(GO)' sh scripts/fuzz.sh $(FUZZTIME)
 
 demo: deps
 	sh scripts/demo.sh

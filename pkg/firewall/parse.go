@@ -98,9 +98,10 @@ func ParseAdded(out string) ([]AddedRule, error) {
 func parseAddedRule(line string) (AddedRule, error) {
 	r := AddedRule{Line: line, From: Any, To: Any}
 	body := line
-	if i := strings.Index(body, " comment '"); i >= 0 && strings.HasSuffix(body, "'") {
-		r.Comment = body[i+len(" comment '") : len(body)-1]
-		body = body[:i]
+	if before, after, ok := strings.Cut(body, " comment '"); ok {
+		if c, closed := strings.CutSuffix(after, "'"); closed { // not the opening quote itself
+			r.Comment, body = c, before
+		}
 	}
 	tok, err := tokens(body)
 	if err != nil {
@@ -133,10 +134,15 @@ func parseAddedRule(line string) (AddedRule, error) {
 			if len(tok) > 1 && tok[0] == "on" {
 				next()
 				iface, _ := next()
+				if iface == "" {
+					return r, fmt.Errorf("%q on no interface", t)
+				}
 				if t == "in" {
 					r.InIface = iface
 				} else {
-					r.OutIface = iface
+					// "out on X" alone is an outgoing rule (ufw prints no "out" then); after
+					// "in on Y" it is a route rule's way out.
+					r.OutIface, r.Out = iface, r.InIface == ""
 				}
 				extended = true
 			} else if t == "out" {
@@ -147,7 +153,7 @@ func parseAddedRule(line string) (AddedRule, error) {
 		case "from", "to":
 			extended = true
 			loc, ok := next()
-			if !ok {
+			if !ok || loc == "" { // '' is no address
 				return r, fmt.Errorf("%q without an address", t)
 			}
 			var port, app string

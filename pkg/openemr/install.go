@@ -174,22 +174,26 @@ func ParseVersion(php string) (Version, error) {
 	return v, nil
 }
 
-var sqlconfVar = regexp.MustCompile(`(?m)^\s*\$(host|port|dbase|config)\s*=\s*'?([^';]*)'?\s*;`)
+// sqlconfVar is an assignment of a PHP string, 'single' (escapes \' and \\) or "double"
+// (without escapes or $), or of a bare word (3306, 1). RE2 reads any file in linear time.
+var sqlconfVar = regexp.MustCompile(`(?m)^\s*\$(host|port|dbase|config)\s*=\s*(?:'((?s:[^'\\]|\\.)*)'|"([^"\\$]*)"|([^'";\s]*))\s*;`)
 
 // ParseSQLConf reads the 7.x and 8.x sqlconf.php ($host\t= 'localhost'; ... $config = 1;).
 // $login and $pass are not read.
 func ParseSQLConf(php string) (SQLConf, error) {
 	var c SQLConf
+	unquote := strings.NewReplacer(`\\`, `\`, `\'`, `'`)
 	for _, m := range sqlconfVar.FindAllStringSubmatch(php, -1) {
+		v := unquote.Replace(m[2]) + m[3] + m[4] // one of them matched
 		switch m[1] {
 		case "host":
-			c.Host = m[2]
+			c.Host = v
 		case "port":
-			c.Port = m[2]
+			c.Port = v
 		case "dbase":
-			c.Database = m[2]
+			c.Database = v
 		case "config":
-			c.Configured = strings.TrimSpace(m[2]) == "1"
+			c.Configured = strings.TrimSpace(v) == "1"
 		}
 	}
 	if c.Database == "" {

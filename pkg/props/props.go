@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -51,15 +52,16 @@ func Parse(data []byte) *Doc {
 	s := string(data)
 	for len(s) > 0 {
 		end := 0
-		for {
-			nl := strings.IndexByte(s[end:], '\n')
+		for first := true; ; first = false {
+			nl, width := lineBreak(s[end:])
 			if nl < 0 {
 				end = len(s)
 				break
 			}
-			physical := strings.TrimRight(s[end:end+nl], "\r")
-			end += nl + 1
-			if !continues(physical) {
+			physical := s[end : end+nl]
+			end += nl + width
+			// A comment never continues (java.util.Properties): "# C:\dir\" ends there.
+			if !continues(physical) || first && isComment(physical) {
 				break
 			}
 		}
@@ -69,10 +71,26 @@ func Parse(data []byte) *Doc {
 	return d
 }
 
+// lineBreak finds the first line break in s and its width: "\n", "\r\n" or, as Java reads
+// them, a lone "\r". i is -1 when there is none.
+func lineBreak(s string) (i, width int) {
+	i = strings.IndexAny(s, "\r\n")
+	if i >= 0 && strings.HasPrefix(s[i:], "\r\n") {
+		return i, 2
+	}
+	return i, 1
+}
+
 // continues reports whether a physical line ends in an odd number of backslashes.
 func continues(s string) bool {
 	n := len(s) - len(strings.TrimRight(s, "\\"))
 	return n%2 == 1
+}
+
+// isComment reports whether a logical line starting with physical line s is a comment.
+func isComment(s string) bool {
+	s = strings.TrimLeft(s, " \t\f")
+	return s != "" && (s[0] == '#' || s[0] == '!')
 }
 
 func parseLine(raw string) line {
@@ -113,13 +131,12 @@ func parseLine(raw string) line {
 }
 
 func joinContinuations(v string) string {
-	parts := strings.Split(v, "\n")
-	for k := range parts {
-		p := strings.TrimRight(parts[k], "\r")
+	parts := strings.Split(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(v), "\n")
+	for k, p := range parts {
 		if k > 0 {
 			p = strings.TrimLeft(p, " \t\f")
 		}
-		if k < len(parts)-1 {
+		if k < len(parts)-1 || continues(p) { // at the end of the file, Java drops it too
 			p = strings.TrimSuffix(p, "\\")
 		}
 		parts[k] = p
@@ -175,30 +192,50 @@ func (d *Doc) endsWithNewline() bool {
 	if len(d.lines) == 0 {
 		return true
 	}
-	return strings.HasSuffix(d.lines[len(d.lines)-1].raw, "\n")
+	raw := d.lines[len(d.lines)-1].raw
+	return strings.HasSuffix(raw, "\n") || strings.HasSuffix(raw, "\r")
 }
 
 // Set makes value the one OSCAR sees for key: it rewrites the value of the last occurrence in
-// place (keeping its indentation and separator), or appends KEY=value. It returns the raw text
-// of the line as it now reads.
+// place (keeping its indentation and separator), or appends KEY=value (for a new key any
+// place will do). It returns the raw text of the line as it now reads.
 func (d *Doc) Set(key, value string) string {
 	if i := d.last(key); i >= 0 {
 		l := d.lines[i]
 		body := strings.TrimRight(l.raw, "\r\n")
-		ending := l.raw[len(body):]
-		if strings.Contains(body, "\n") { // a continued value collapses to one physical line
-			ending = d.newline()
+		ending := l.raw[len(body):] // a continued value collapses to one physical line
+		text := body[:l.valueAt]
+		// Keep the separator, unless there is none ("KEY" alone) or it is blanks and the value
+		// starts with '=' or ':', which would be read as the separator.
+		sep := text[len(strings.TrimRight(text, " \t\f=:")):]
+		if sep == "" || !strings.ContainsAny(sep, "=:") && strings.IndexAny(value, "=:") == 0 {
+			text += "="
 		}
-		text := body[:l.valueAt] + value
+		text += value
 		d.lines[i] = parseLine(text + ending)
 		return text
 	}
-	if !d.endsWithNewline() {
-		d.lines[len(d.lines)-1].raw += d.newline()
-	}
 	text := key + "=" + value
-	d.lines = append(d.lines, parseLine(text+d.newline()))
+	at := len(d.lines)
+	if at > 0 && continuesAtEnd(d.lines[at-1].raw) {
+		at-- // before a last line that ends inside a continued value, which would swallow KEY
+	} else if !d.endsWithNewline() {
+		d.lines[at-1].raw += d.newline()
+	}
+	d.lines = slices.Insert(d.lines, at, parseLine(text+d.newline()))
 	return text
+}
+
+// continuesAtEnd reports whether raw, the last line, ends inside a continued value: the
+// next line of the file would be read as part of it.
+func continuesAtEnd(raw string) bool {
+	for _, br := range []string{"\r\n", "\n", "\r"} {
+		if s, ok := strings.CutSuffix(raw, br); ok {
+			raw = s
+			break
+		}
+	}
+	return !isComment(raw) && continues(raw[strings.LastIndexAny(raw, "\r\n")+1:])
 }
 
 // Replace swaps the raw text of key's last occurrence for text (a whole line, no ending).

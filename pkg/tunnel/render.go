@@ -43,7 +43,8 @@ func ParseHostKey(s string) (HostKey, error) {
 	if !ok {
 		return HostKey{}, fmt.Errorf("portal.tunnel.host_key: key type %q is not one ssh accepts for a host (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa)%s", f[0], fix)
 	}
-	blob, err := base64.StdEncoding.DecodeString(f[1])
+	// Strict, as ssh decodes: it refuses a last character with stray bits set.
+	blob, err := base64.StdEncoding.Strict().DecodeString(f[1])
 	if err != nil {
 		return HostKey{}, errors.New("portal.tunnel.host_key: the key is not valid base64" + fix)
 	}
@@ -287,10 +288,14 @@ func PublicKey(env Env) (string, error) {
 	}
 	line := strings.TrimSpace(string(data))
 	f := strings.Fields(line)
-	if len(f) < 2 {
+	// One line only: a second would reach the portal's authorized_keys without the options.
+	if len(f) < 2 || strings.ContainsAny(line, "\r\n") {
 		return "", fmt.Errorf("%s.pub is not a public key line", env.KeyPath())
 	}
-	blob, err := base64.StdEncoding.DecodeString(f[1])
+	if _, known := hostKeyCurves[f[0]]; !known {
+		return "", fmt.Errorf("%s.pub is not a public key line", env.KeyPath())
+	}
+	blob, err := base64.StdEncoding.Strict().DecodeString(f[1])
 	if err != nil {
 		return "", fmt.Errorf("%s.pub is not a public key line", env.KeyPath())
 	}
