@@ -1,6 +1,7 @@
 package step
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,9 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 	if err := preflight(ctx, steps); err != nil {
 		return rep, err
 	}
+	if err := r.sealOld(); err != nil {
+		return rep, err
+	}
 	planned := map[string]bool{}
 	for _, s := range steps {
 		planned[s.ID()] = true
@@ -86,6 +90,9 @@ func (r *Runner) Apply(ctx context.Context, steps []Step) (Report, error) {
 func (r *Runner) Run(ctx context.Context, steps []Step) (Report, error) {
 	var rep Report
 	if err := preflight(ctx, steps); err != nil {
+		return rep, err
+	}
+	if err := r.sealOld(); err != nil {
 		return rep, err
 	}
 	return rep, r.flush(r.run(ctx, steps, &rep))
@@ -217,6 +224,10 @@ func (r *Runner) put(e journal.Entry) error {
 	if r.DryRun {
 		return nil
 	}
+	e, err := r.sealed(e)
+	if err != nil {
+		return err
+	}
 	return r.Journal.Put(e)
 }
 
@@ -224,7 +235,45 @@ func (r *Runner) settle(e journal.Entry) error {
 	if r.DryRun {
 		return nil
 	}
+	e, err := r.sealed(e)
+	if err != nil {
+		return err
+	}
 	return r.Journal.Settle(e)
+}
+
+// sealed is e as the journal keeps it: once e is no longer pending, its kind's Sealer drops
+// what only Apply needed.
+func (r *Runner) sealed(e journal.Entry) (journal.Entry, error) {
+	s, ok := r.Undoers[e.Kind].(Sealer)
+	if !ok || e.State == journal.Pending || len(e.Desired) == 0 {
+		return e, nil
+	}
+	d, err := s.Seal(e.Desired)
+	if err != nil {
+		return e, fmt.Errorf("seal journal entry %s: %w", e.ID, err)
+	}
+	e.Desired = d
+	return e, nil
+}
+
+// sealOld seals the entries an older emrkit journaled whole (0.6.0 kept done enrolments'
+// secrets), to be written with the run's flush. An entry that does not decode stays as it
+// is: its undo reports the damage.
+func (r *Runner) sealOld() error {
+	if r.DryRun {
+		return nil
+	}
+	for _, e := range r.Journal.Entries() {
+		s, err := r.sealed(e)
+		if err != nil || bytes.Equal(s.Desired, e.Desired) {
+			continue
+		}
+		if err := r.Journal.Settle(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // flush writes what the run settled, keeping err, the run's own error, first.
@@ -253,6 +302,9 @@ var ErrUnknownKind = errors.New("unknown change kind")
 // release that wrote it can undo it.
 func (r *Runner) Revert(ctx context.Context, match func(journal.Entry) bool) (Report, error) {
 	var rep Report
+	if err := r.sealOld(); err != nil {
+		return rep, err
+	}
 	err := r.revert(ctx, match, true, &rep)
 	return rep, r.flush(err)
 }

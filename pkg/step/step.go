@@ -67,6 +67,14 @@ type Undoer interface {
 	Holds(ctx context.Context, e journal.Entry) (bool, error)
 }
 
+// Sealer is an Undoer whose entries' desired state holds a secret only Apply needs (a run
+// resumed after a crash must write the same one). Once an entry is no longer pending, the
+// runner journals Seal(desired) in its place: what undo compares against (a digest), without
+// the secret. Seal returns an entry it sealed already unchanged.
+type Sealer interface {
+	Seal(desired json.RawMessage) (json.RawMessage, error)
+}
+
 // Registry maps an entry kind to its undoer.
 type Registry map[string]Undoer
 

@@ -142,7 +142,7 @@ func Verify(secret, code string, t time.Time, lastUsedStep int64) (matchedStep i
 	if err := ValidSecret(secret); err != nil {
 		return 0, false, err
 	}
-	if !sixDigits(code) {
+	if !IsCode(code) {
 		return 0, false, nil
 	}
 	key := normalize(secret)
@@ -163,7 +163,8 @@ func Verify(secret, code string, t time.Time, lastUsedStep int64) (matchedStep i
 	return matchedStep, ok, nil
 }
 
-func sixDigits(s string) bool {
+// IsCode reports whether s has the form of a code: exactly Digits ASCII digits.
+func IsCode(s string) bool {
 	if len(s) != Digits {
 		return false
 	}

@@ -59,18 +59,19 @@ func List(ctx context.Context, d *DB, entries []journal.Entry) ([]Enrolment, err
 		var user string
 		var enabled int
 		var secret sql.NullString
-		if err := rows.Scan(&user, &enabled, &secret); err != nil {
-			return nil, err
+		if err := rows.Scan(&user, intColumn[int]{"security.totp_enabled", &enabled}, &secret); err != nil {
+			return nil, scanned(err)
 		}
-		s, mine := ours[user]
-		out = append(out, Enrolment{User: user, Enabled: enabled != 0, ByEmrkit: mine && secret.Valid && s == secret.String})
+		digest, mine := ours[user]
+		out = append(out, Enrolment{User: user, Enabled: enabled != 0, ByEmrkit: mine && secret.Valid && digest == SecretDigest(secret.String)})
 	}
 	return out, rows.Err()
 }
 
-// Enrolled returns, from the journal, the users of database emrkit enrolled and the secret
-// it wrote for each: while a user's secret is still that one, the enrolment is emrkit's and
-// so is the PIN, which its undo gives back.
+// Enrolled returns, from the journal, the users of database emrkit enrolled and the
+// SecretDigest of the secret it wrote for each (the journal keeps no secret once an enrolment
+// is done): while a user's secret is still that one, the enrolment is emrkit's and so is the
+// PIN, which its undo gives back.
 func Enrolled(entries []journal.Entry, database string) map[string]string {
 	ours := map[string]string{}
 	for _, e := range entries {
@@ -79,7 +80,7 @@ func Enrolled(entries []journal.Entry, database string) map[string]string {
 		}
 		var u userDesired
 		if json.Unmarshal(e.Desired, &u) == nil && u.Database == database {
-			ours[u.User] = u.Secret
+			ours[u.User] = u.digest()
 		}
 	}
 	return ours
@@ -118,7 +119,7 @@ func (v *Verifier) Verify(ctx context.Context, user, code string) (bool, error) 
 	defer lock.Close()
 	path := filepath.Join(v.StateDir, usedStepsFile)
 	used := map[string]int64{}
-	data, err := os.ReadFile(path)
+	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}

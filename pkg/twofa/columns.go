@@ -11,24 +11,92 @@ import (
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/step"
+	"github.com/emrkit/emrkit/pkg/totp"
 )
 
 // ColumnsKind is the journal kind of the 2FA schema change.
 const ColumnsKind = "twofa.columns"
 
-// column is one of OSCAR's 2FA columns, with its definition from OSCAR's 2FA SQL and the
-// condition its values meet while nobody has used it.
+// column is one of OSCAR's 2FA columns, with its definition from OSCAR's 2FA SQL, the
+// condition its values meet while nobody has used it, and what its type must be to hold what
+// emrkit writes there.
 type column struct {
 	name, definition, unused string
+	need                     need
 }
+
+// need is what a column's type must be. A column of another type (an int totp_secret) makes
+// emrkit's writes fail or its reads fail half-way, so preflight refuses it first.
+type need struct {
+	text   bool // a string column; otherwise an integer one
+	minLen int  // for a string column: the longest value emrkit writes
+}
+
+// secretLen is the length of a secret emrkit issues: totp.SecretBytes in unpadded base32.
+const secretLen = (totp.SecretBytes*8 + 4) / 5
 
 // columns are added in this order; OSCAR 19.5+ already has them all.
 var columns = []column{
-	{"totp_enabled", "SMALLINT(1) NOT NULL DEFAULT 0", "`totp_enabled` = 0"},
-	{"totp_secret", "VARCHAR(254) NULL", "`totp_secret` IS NULL"},
-	{"totp_algorithm", "VARCHAR(50) NOT NULL DEFAULT 'sha1'", "`totp_algorithm` = 'sha1'"},
-	{"totp_digits", "SMALLINT NOT NULL DEFAULT 6", "`totp_digits` = 6"},
-	{"totp_period", "SMALLINT NOT NULL DEFAULT 30", "`totp_period` = 30"},
+	{"totp_enabled", "SMALLINT(1) NOT NULL DEFAULT 0", "`totp_enabled` = 0", need{}},
+	{"totp_secret", "VARCHAR(254) NULL", "`totp_secret` IS NULL", need{text: true, minLen: secretLen}},
+	{"totp_algorithm", "VARCHAR(50) NOT NULL DEFAULT 'sha1'", "`totp_algorithm` = 'sha1'", need{text: true, minLen: len("sha1")}},
+	{"totp_digits", "SMALLINT NOT NULL DEFAULT 6", "`totp_digits` = 6", need{}},
+	{"totp_period", "SMALLINT NOT NULL DEFAULT 30", "`totp_period` = 30", need{}},
+}
+
+// pinColumn is security.pin as OSCAR defines it: the PIN cycle writes codes there, and undo
+// gives the user's own PIN back.
+var pinColumn = column{name: "pin", definition: "VARCHAR(255)", need: need{text: true, minLen: totp.Digits}}
+
+// Fixes a wrong-typed column's error names: emrkit adds its own 2FA columns, not OSCAR's others.
+const (
+	fixOrDrop = "fix the column or drop it so emrkit can add it"
+	fixColumn = "fix the column"
+)
+
+// isInteger reports whether a DATA_TYPE reads into a Go integer (MariaDB's boolean is tinyint).
+func isInteger(dataType string) bool {
+	switch dataType {
+	case "tinyint", "smallint", "mediumint", "int", "bigint":
+		return true
+	}
+	return false
+}
+
+// isText reports whether a DATA_TYPE holds characters as written: binary types pad and
+// compare bytes, and other types convert.
+func isText(dataType string) bool {
+	switch dataType {
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
+		return true
+	}
+	return false
+}
+
+// typeError says why table.c, of type t, cannot hold what emrkit writes there; nil if it can.
+func (c column) typeError(table string, t colType, fix string) error {
+	oscars := strings.ToLower(strings.Fields(c.definition)[0])
+	switch {
+	case !c.need.text && !isInteger(t.data):
+		return fmt.Errorf("%s.%s is %s, emrkit needs an integer column (%s); %s", table, c.name, t.full, oscars, fix)
+	case c.need.text && (!isText(t.data) || t.length.Int64 < int64(c.need.minLen)):
+		return fmt.Errorf("%s.%s is %s, emrkit needs a string column of at least %d characters (%s); %s",
+			table, c.name, t.full, c.need.minLen, oscars, fix)
+	}
+	return nil
+}
+
+// wrongType returns the error of the first of cols that table has with a type unfit for
+// what emrkit writes; the columns table lacks are not its concern.
+func wrongType(table string, have map[string]colType, cols []column, fix string) error {
+	for _, c := range cols {
+		if t, ok := have[c.name]; ok {
+			if err := c.typeError(table, t, fix); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type columnsDesired struct {
@@ -56,6 +124,8 @@ func (s ColumnsStep) Describe() string {
 }
 
 // missing returns the 2FA columns Table lacks, or nil when the table is absent and optional.
+// A 2FA column Table has with the wrong type is an error: adding the others would be a
+// change half-made.
 func (s ColumnsStep) missing(ctx context.Context) ([]string, error) {
 	if err := mariadb.ValidIdentifier(s.Table); err != nil {
 		return nil, err
@@ -70,16 +140,20 @@ func (s ColumnsStep) missing(ctx context.Context) ([]string, error) {
 		}
 		return nil, nil
 	}
+	if err := wrongType(s.Table, have, columns, fixOrDrop); err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, c := range columns {
-		if !have[c.name] {
+		if _, ok := have[c.name]; !ok {
 			out = append(out, c.name)
 		}
 	}
 	return out, nil
 }
 
-// Preflight checks the database is OSCAR's (a required table exists).
+// Preflight checks the database is OSCAR's (a required table exists) and the 2FA columns it
+// has can hold what emrkit writes.
 func (s ColumnsStep) Preflight(ctx context.Context) error {
 	_, err := s.missing(ctx)
 	return err
@@ -160,7 +234,7 @@ func (u ColumnsUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome,
 	}
 	var drop, kept []string
 	for _, c := range columns {
-		if !slices.Contains(d.Added, c.name) || !have[c.name] {
+		if _, ok := have[c.name]; !ok || !slices.Contains(d.Added, c.name) {
 			continue
 		}
 		var used int
@@ -211,7 +285,7 @@ func (u ColumnsUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error)
 		return false, err
 	}
 	for _, c := range d.Added {
-		if !have[c] {
+		if _, ok := have[c]; !ok {
 			return false, nil
 		}
 	}

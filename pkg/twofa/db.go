@@ -7,6 +7,7 @@ package twofa
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -30,7 +31,7 @@ func NewDB(cfg config.Database) *DB { return &DB{Shared: mariadb.Shared{Config: 
 // and each forgets what it changed (DB.changed, DB.changedUser). Capture, Apply and undo
 // read afresh.
 type checks struct {
-	tables map[string]map[string]bool // table -> its columns, nil for a table that is not there
+	tables map[string]map[string]colType // table -> its columns, nil for a table that is not there
 	users  map[string]userState       // lower-cased user name (the column's collation ignores case)
 	stale  map[string]bool            // users written since users was read
 	names  map[string]bool            // lower-cased user names, for preflights before the 2FA columns
@@ -48,7 +49,7 @@ func (d *DB) changedUser(user string) {
 }
 
 // tableColumns returns table's columns as the run's checks saw them (nil: no such table).
-func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, error) {
+func (d *DB) tableColumns(ctx context.Context, table string) (map[string]colType, error) {
 	if cols, ok := d.seen.tables[table]; ok {
 		return cols, nil
 	}
@@ -56,7 +57,7 @@ func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, e
 	if err != nil {
 		return nil, err
 	}
-	var cols map[string]bool
+	var cols map[string]colType
 	ok, err := tableExists(ctx, db, table)
 	if err == nil && ok {
 		cols, err = columnsOf(ctx, db, table)
@@ -65,7 +66,7 @@ func (d *DB) tableColumns(ctx context.Context, table string) (map[string]bool, e
 		return nil, err
 	}
 	if d.seen.tables == nil {
-		d.seen.tables = map[string]map[string]bool{}
+		d.seen.tables = map[string]map[string]colType{}
 	}
 	d.seen.tables[table] = cols
 	return cols, nil
@@ -135,21 +136,63 @@ func tableExists(ctx context.Context, db *sql.DB, table string) (bool, error) {
 	return n > 0, nil
 }
 
-// columnsOf returns the names of table's columns.
-func columnsOf(ctx context.Context, db *sql.DB, table string) (map[string]bool, error) {
+// colType is a column's type as information_schema.COLUMNS has it.
+type colType struct {
+	data   string        // DATA_TYPE: "varchar", "int"
+	full   string        // COLUMN_TYPE: "varchar(254)", "int(11)"
+	length sql.NullInt64 // CHARACTER_MAXIMUM_LENGTH, for string types
+}
+
+// columnsOf returns table's columns and their types.
+func columnsOf(ctx context.Context, db *sql.DB, table string) (map[string]colType, error) {
 	rows, err := db.QueryContext(ctx,
-		"SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", table)
+		"SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", table)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
 	defer rows.Close()
-	cols := map[string]bool{}
+	cols := map[string]colType{}
 	for rows.Next() {
 		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
+		var t colType
+		if err := rows.Scan(&c, &t.data, &t.full, &t.length); err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", table, err)
 		}
-		cols[c] = true
+		cols[c] = t
 	}
 	return cols, rows.Err()
+}
+
+// valueError is a value that does not convert to what emrkit reads it as. It names the
+// column and never the value: database/sql's own Scan error quotes the value, and a 2FA row
+// holds secrets and PINs.
+type valueError struct{ column string }
+
+func (e *valueError) Error() string {
+	return fmt.Sprintf("%s holds a value that is not an integer; make it an integer column", e.column)
+}
+
+// intColumn scans an integer column (table.column) into dest; NULL reads as 0.
+type intColumn[T int | int64] struct {
+	column string
+	dest   *T
+}
+
+func (c intColumn[T]) Scan(v any) error {
+	var n sql.NullInt64
+	if err := n.Scan(v); err != nil {
+		return &valueError{column: c.column}
+	}
+	*c.dest = T(n.Int64)
+	return nil
+}
+
+// scanned is err without database/sql's "Scan error on column index" wrapping when a value
+// did not convert: the valueError says all, in one line.
+func scanned(err error) error {
+	var ve *valueError
+	if errors.As(err, &ve) {
+		return ve
+	}
+	return err
 }

@@ -21,9 +21,9 @@ const pinBatch = 500
 // journal, and it journals only its own enrolments, whose undo restores the PIN.
 type Syncer struct {
 	DB *sql.DB
-	// Enrolled is each user emrkit enrolled with the secret it wrote (twofa.Enrolled). A
-	// user is cycled only while the database still holds that secret: one changed since in
-	// OSCAR's UI, or given back by an undo, is no longer emrkit's.
+	// Enrolled is each user emrkit enrolled with the digest of the secret it wrote
+	// (twofa.Enrolled). A user is cycled only while the database still holds that secret: one
+	// changed since in OSCAR's UI, or given back by an undo, is no longer emrkit's.
 	Enrolled map[string]string
 	// Properties is oscar.properties: TOTP=0 (or absent) there means 2FA is off, and the
 	// PINs are left alone.
@@ -61,11 +61,11 @@ func (s *Syncer) Once(ctx context.Context) (int, error) {
 	for rows.Next() {
 		var p pin
 		var user string
-		if err := rows.Scan(&p.id, &user, &p.secret); err != nil {
+		if err := rows.Scan(intColumn[int64]{"security.security_no", &p.id}, &user, &p.secret); err != nil {
 			rows.Close()
-			return 0, err
+			return 0, scanned(err)
 		}
-		if mine, ok := s.Enrolled[user]; !ok || mine != p.secret {
+		if mine, ok := s.Enrolled[user]; !ok || mine != SecretDigest(p.secret) {
 			continue
 		}
 		code, err := totp.Code(p.secret, now)

@@ -22,7 +22,7 @@ type URIFile struct{ Path string }
 const URIFileName = "totp-enrolments.txt"
 
 func (f *URIFile) read() ([]string, error) {
-	data, err := os.ReadFile(f.Path)
+	data, err := fsutil.ReadFile(f.Path, fsutil.TextLimit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -78,4 +78,18 @@ func (f *URIFile) Remove(user string) error {
 		return err
 	}
 	return f.write(without(lines, user))
+}
+
+// Get returns user's URI, the one Put recorded last; ok is false when there is none.
+func (f *URIFile) Get(user string) (uri string, ok bool, err error) {
+	lines, err := f.read()
+	if err != nil {
+		return "", false, err
+	}
+	for _, l := range lines {
+		if u, found := strings.CutPrefix(l, user+"\t"); found {
+			uri, ok = u, true
+		}
+	}
+	return uri, ok, nil
 }

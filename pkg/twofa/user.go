@@ -3,7 +3,9 @@ package twofa
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +34,28 @@ type userState struct {
 type userDesired struct {
 	Database string `json:"database"`
 	User     string `json:"user"`
-	Secret   string `json:"secret"`
+	// Secret is what Apply writes, journaled before it so that a run resumed after a crash
+	// writes the same one. Once the enrolment is no longer pending, Seal replaces it with
+	// SecretSHA256: undo and sync-pins only compare the column with what emrkit wrote, and
+	// the secret itself belongs in the user's app (and the URI file until it is handed over).
+	Secret       string `json:"secret,omitempty"`
+	SecretSHA256 string `json:"secret_sha256,omitempty"`
+}
+
+// SecretDigest is the hex SHA-256 of a secret as the column holds it, which the journal keeps
+// in its place. Secrets are random (at least 128 bits), so the digest needs no salt.
+func SecretDigest(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// digest is the SHA-256 of the secret emrkit wrote, whether the entry is sealed or not (a
+// pending one, or one an emrkit before 0.7 journaled).
+func (d userDesired) digest() string {
+	if d.SecretSHA256 != "" {
+		return d.SecretSHA256
+	}
+	return SecretDigest(d.Secret)
 }
 
 // UserStep enrols User: a valid secret and totp_enabled=1. A user who already has a valid
@@ -72,10 +95,15 @@ func noColumns(err error) error {
 	return nil
 }
 
+// scanTargets are the Scan destinations of st's columns, in the order readUser selects them.
+func (st *userState) scanTargets() []any {
+	return []any{intColumn[int]{"security.totp_enabled", &st.Enabled}, &st.Secret, &st.Pin}
+}
+
 func readUser(ctx context.Context, db *sql.DB, user string) (userState, error) {
 	var st userState
-	err := db.QueryRowContext(ctx,
-		"SELECT totp_enabled, totp_secret, pin FROM security WHERE user_name = ?", user).Scan(&st.Enabled, &st.Secret, &st.Pin)
+	err := scanned(db.QueryRowContext(ctx,
+		"SELECT totp_enabled, totp_secret, pin FROM security WHERE user_name = ?", user).Scan(st.scanTargets()...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, noUser(user)
 	}
@@ -102,8 +130,8 @@ func readUsers(ctx context.Context, db *sql.DB) (map[string]userState, error) {
 	for rows.Next() {
 		var name string
 		var st userState
-		if err := rows.Scan(&name, &st.Enabled, &st.Secret, &st.Pin); err != nil {
-			return nil, err
+		if err := rows.Scan(append([]any{&name}, st.scanTargets()...)...); err != nil {
+			return nil, scanned(err)
 		}
 		users[strings.ToLower(name)] = st
 	}
@@ -126,7 +154,8 @@ func (s UserStep) read(ctx context.Context) (*sql.DB, userState, error) {
 	return db, st, err
 }
 
-// Preflight checks the user exists; the 2FA columns may not be there yet.
+// Preflight checks the user exists and the columns an enrolment writes can hold it; the 2FA
+// columns may not be there yet.
 func (s UserStep) Preflight(ctx context.Context) error {
 	if !config.ValidUserName(s.User) {
 		return fmt.Errorf("user name %q: use letters, digits, . _ @ - (at most 30)", s.User)
@@ -138,7 +167,14 @@ func (s UserStep) Preflight(ctx context.Context) error {
 	if !ok {
 		return noUser(s.User)
 	}
-	return nil
+	have, err := s.DB.tableColumns(ctx, "security")
+	if err != nil {
+		return err
+	}
+	if err := wrongType("security", have, columns, fixOrDrop); err != nil {
+		return err
+	}
+	return wrongType("security", have, []column{pinColumn}, fixColumn)
 }
 
 func (s UserStep) Check(ctx context.Context) (bool, error) {
@@ -178,6 +214,10 @@ func (s UserStep) Apply(ctx context.Context, desired json.RawMessage) error {
 	if err := json.Unmarshal(desired, &d); err != nil {
 		return err
 	}
+	if d.Secret == "" {
+		// Only a done entry is sealed, and Apply runs pending ones: never enable 2FA without a secret.
+		return fmt.Errorf("journal entry %s holds no secret to write; `emrkit 2fa enroll %s --force` issues a new one", s.ID(), s.User)
+	}
 	db, _, err := s.read(ctx)
 	if err != nil {
 		return err
@@ -194,6 +234,20 @@ func (s UserStep) Apply(ctx context.Context, desired json.RawMessage) error {
 type UserUndoer struct {
 	DB   *DB
 	URIs *URIFile
+}
+
+// Seal keeps, of a done enrolment, the SHA-256 of the secret instead of the secret (see
+// userDesired); a sealed entry comes back unchanged.
+func (UserUndoer) Seal(desired json.RawMessage) (json.RawMessage, error) {
+	var d userDesired
+	if err := json.Unmarshal(desired, &d); err != nil {
+		return nil, err
+	}
+	if d.Secret == "" {
+		return desired, nil
+	}
+	d.SecretSHA256, d.Secret = d.digest(), ""
+	return json.Marshal(d)
 }
 
 func decodeUser(e journal.Entry) (userDesired, userState, error) {
@@ -219,8 +273,8 @@ func (u UserUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, st
 	// Compare-and-swap in one statement: only a row still holding emrkit's secret changes.
 	u.DB.changedUser(d.User)
 	res, err := db.ExecContext(ctx,
-		"UPDATE security SET totp_secret = ?, totp_enabled = ?, pin = ? WHERE user_name = ? AND totp_secret = ? AND totp_enabled = 1",
-		b.Secret, b.Enabled, b.Pin, d.User, d.Secret)
+		"UPDATE security SET totp_secret = ?, totp_enabled = ?, pin = ? WHERE user_name = ? AND SHA2(totp_secret, 256) = ? AND totp_enabled = 1",
+		b.Secret, b.Enabled, b.Pin, d.User, d.digest())
 	if err != nil {
 		return 0, "", fmt.Errorf("undo enrolment of %s: %w", d.User, err)
 	}
@@ -252,5 +306,5 @@ func (u UserUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return cur.Enabled == 1 && cur.Secret.Valid && cur.Secret.String == d.Secret, nil
+	return cur.Enabled == 1 && cur.Secret.Valid && SecretDigest(cur.Secret.String) == d.digest(), nil
 }

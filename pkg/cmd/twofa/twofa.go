@@ -116,12 +116,15 @@ func RunEnroll(ctx context.Context, o *EnrollOptions, cfg config.Config) error {
 	if _, err := r.Run(ctx, []step.Step{s}); err != nil {
 		return fmt.Errorf("enrol %s: %w", o.User, err)
 	}
-	e, _ := j.Get(s.ID())
-	var d struct{ Secret string }
-	if err := json.Unmarshal(e.Desired, &d); err != nil {
-		return err
+	// The journal keeps only the secret's digest once the enrolment is done; the URI file is
+	// where the enrolment left the secret to hand over.
+	uri, ok, err := uris.Get(o.User)
+	if err != nil {
+		return fmt.Errorf("enrol %s: %w", o.User, err)
 	}
-	uri := totp.URI(cfg.TOTP.Issuer, o.User, d.Secret)
+	if !ok {
+		return fmt.Errorf("enrol %s: %s holds no URI for them; `emrkit 2fa enroll %s --force` issues a new secret", o.User, uris.Path, o.User)
+	}
 	fmt.Fprintf(o.F.Out, "%s is enrolled. Scan this with FreeOTP or Google Authenticator, then type the code in OSCAR's PIN field:\n%s\n", o.User, uri)
 	if !o.NoQR {
 		return totp.WriteQR(o.F.Out, uri)
@@ -255,6 +258,11 @@ func RunVerify(ctx context.Context, o *UserOptions, cfg config.Config) error {
 	if err := checkUser(o.User); err != nil {
 		return err
 	}
+	// Not a code at all is a mistake in the command line, not a rejected code; the text typed
+	// is not echoed (it may be a password pasted into the wrong field).
+	if !totp.IsCode(o.Code) {
+		return cmdutil.Usage(fmt.Errorf("CODE must be the %d digits %s's authenticator app shows now", totp.Digits, o.User))
+	}
 	db, err := open(ctx, cfg)
 	if err != nil {
 		return err
@@ -292,7 +300,8 @@ func newSyncPins(f *cmdutil.Factory) *cobra.Command {
 			return RunSyncPins(cmd.Context(), o, cfg)
 		}),
 	}
-	cmd.Flags().DurationVar(&o.Window, "for", 0, "keep updating at each 30 s boundary for this long (cron: 60s)")
+	cmd.Flags().Var(&cmdutil.DurationRange{P: &o.Window, Min: 0, Max: time.Hour, What: "how long to keep updating"}, "for",
+		"keep updating at each 30 s boundary for this long, at most 1h (cron: 60s)")
 	return cmd
 }
 

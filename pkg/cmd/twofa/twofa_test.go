@@ -103,8 +103,10 @@ func TestEnrollVerifyListDisableRevert(t *testing.T) {
 	if _, _, c := e.run("2fa", "verify", "oscardoc", code6); c != 3 {
 		t.Fatalf("replayed code accepted: %d", c)
 	}
-	if _, _, c := e.run("2fa", "verify", "oscardoc", "000000x"); c != 3 {
-		t.Fatalf("malformed code: %d", c)
+	for _, bad := range []string{"000000x", "12345", "abcdef", "１２３４５６", " 123456"} {
+		if _, errs, c := e.run("2fa", "verify", "oscardoc", bad); c != 2 || !strings.Contains(errs, "CODE must be the 6 digits") || strings.Contains(errs, bad) {
+			t.Fatalf("malformed code %q: exit %d, %q; want 2 and a usage line without it", bad, c, errs)
+		}
 	}
 
 	out, _, code = e.run("2fa", "list", "--json")
@@ -186,6 +188,11 @@ func TestBadInput(t *testing.T) {
 	}
 	if srv.Dump(t, e.name, "security") != before {
 		t.Fatal("bad input changed the database")
+	}
+	for _, bad := range []string{"-1s", "2h", "soon"} {
+		if _, errs, code := e.run("2fa", "sync-pins", "--for", bad); code != 2 || !strings.Contains(errs, "how long to keep updating must be a duration from 0s to 1h0m0s") {
+			t.Errorf("sync-pins --for %s: code %d, stderr %q", bad, code, errs)
+		}
 	}
 	// A database without OSCAR's 2FA columns.
 	old := srv.CreateDatabase(t, "oscar_pre")
