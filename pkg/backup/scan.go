@@ -387,6 +387,11 @@ func (s *Scanner) codeByte(c byte) {
 	case '#':
 		s.state = lineComment
 	case ' ', '\t', '\r', '\n':
+		// A head ended by another byte ("DELIMITER0") is no command, and the fast path may
+		// have skipped this blank: read it the same either way.
+		if s.headDone {
+			break
+		}
 		if len(s.head) > 0 && s.head[len(s.head)-1] != ' ' {
 			s.head = append(s.head, ' ')
 		}

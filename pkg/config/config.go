@@ -377,7 +377,7 @@ func (p Port) check(key string, zeroOK bool) error {
 		if raw == "" {
 			raw = strconv.Itoa(p.N)
 		}
-		return fmt.Errorf("%s: %q is not a port (1-65535)", key, raw)
+		return fmt.Errorf("%s: %q is not a port (1-65535)", key, shown(raw))
 	}
 	return nil
 }
@@ -414,14 +414,14 @@ func (c Config) Validate() error {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+		return fmt.Errorf("%s: %q is not one of %s", key, shown(v), strings.Join(allowed, ", "))
 	}
 	abs := func(key, p string, empty bool) error {
 		if p == "" && empty {
 			return nil
 		}
 		if !filepath.IsAbs(p) {
-			return fmt.Errorf("%s: %q must be an absolute path", key, p)
+			return fmt.Errorf("%s: %q must be an absolute path", key, shown(p))
 		}
 		return nil
 	}
@@ -431,13 +431,13 @@ func (c Config) Validate() error {
 		func() error { return c.Database.Port.check("database.port", false) },
 		func() error {
 			if !identifier.MatchString(c.Database.Name) {
-				return fmt.Errorf("database.name: %q is not a database name (letters, digits, _ or $, at most 64)", c.Database.Name)
+				return fmt.Errorf("database.name: %q is not a database name (letters, digits, _ or $, at most 64)", shown(c.Database.Name))
 			}
 			return nil
 		},
 		func() error {
 			if !userName.MatchString(c.Database.User) {
-				return fmt.Errorf("database.user: %q is not a MariaDB user name (letters, digits, . _ @ -)", c.Database.User)
+				return fmt.Errorf("database.user: %q is not a MariaDB user name (letters, digits, . _ @ -)", shown(c.Database.User))
 			}
 			return nil
 		},
@@ -445,14 +445,14 @@ func (c Config) Validate() error {
 		func() error { return abs("oscar.properties", c.OSCAR.Properties, true) },
 		func() error {
 			if c.OSCAR.TomcatUser != "" && !userName.MatchString(c.OSCAR.TomcatUser) {
-				return fmt.Errorf("oscar.tomcat_user: %q is not a user name", c.OSCAR.TomcatUser)
+				return fmt.Errorf("oscar.tomcat_user: %q is not a user name", shown(c.OSCAR.TomcatUser))
 			}
 			return nil
 		},
 		func() error {
 			for i, u := range c.TOTP.Users {
 				if !userName.MatchString(u) {
-					return fmt.Errorf("totp.users[%d]: %q is not an OSCAR user name (letters, digits, . _ @ -, at most 30)", i, u)
+					return fmt.Errorf("totp.users[%d]: %q is not an OSCAR user name (letters, digits, . _ @ -, at most 30)", i, shown(u))
 				}
 			}
 			return nil
@@ -479,7 +479,7 @@ func (c Config) Validate() error {
 			for i, a := range c.Firewall.AllowFrom {
 				if _, err := netip.ParsePrefix(a); err != nil {
 					if _, err2 := netip.ParseAddr(a); err2 != nil {
-						return fmt.Errorf("firewall.allow_from[%d]: %q is not an address or CIDR (e.g. 10.0.0.0/24)", i, a)
+						return fmt.Errorf("firewall.allow_from[%d]: %q is not an address or CIDR (e.g. 10.0.0.0/24)", i, shown(a))
 					}
 				}
 			}
@@ -502,26 +502,26 @@ func (c Config) Validate() error {
 			}
 			if c.Paths.PGPPassphraseFile != "" && c.Paths.inStateDir(c.Paths.PGPPassphraseFile) {
 				return fmt.Errorf("paths.pgp_passphrase_file: %q is inside paths.state_dir %s, which only root can enter; Tomcat must read the file: put it elsewhere (default %s)",
-					c.Paths.PGPPassphraseFile, c.Paths.StateDir, DefaultPGPPassphraseFile)
+					shown(c.Paths.PGPPassphraseFile), shown(c.Paths.StateDir), DefaultPGPPassphraseFile)
 			}
 			return nil
 		},
 		func() error { return abs("openemr.root", c.OpenEMR.Root, true) },
 		func() error {
 			if u := c.OpenEMR.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-				return fmt.Errorf("openemr.url: %q is not an http:// or https:// URL", u)
+				return fmt.Errorf("openemr.url: %q is not an http:// or https:// URL", shown(u))
 			}
 			return nil
 		},
 		func() error {
 			if s := c.OpenEMR.Site; s != "" && !siteName.MatchString(s) {
-				return fmt.Errorf("openemr.site: %q is not a site directory name (letters, digits, . _ -)", s)
+				return fmt.Errorf("openemr.site: %q is not a site directory name (letters, digits, . _ -)", shown(s))
 			}
 			return nil
 		},
 		func() error {
 			if u := c.OpenEMR.WebUser; u != "" && !userName.MatchString(u) {
-				return fmt.Errorf("openemr.web_user: %q is not a user name", u)
+				return fmt.Errorf("openemr.web_user: %q is not a user name", shown(u))
 			}
 			return nil
 		},
@@ -544,7 +544,7 @@ func (c Config) Validate() error {
 				ok = ok && cronField.MatchString(x)
 			}
 			if !ok {
-				return fmt.Errorf("backup.schedule: %q is not daily, weekly, off or a cron time like \"30 1 * * *\"", c.Backup.Schedule)
+				return fmt.Errorf("backup.schedule: %q is not daily, weekly, off or a cron time like \"30 1 * * *\"", shown(c.Backup.Schedule))
 			}
 			return nil
 		},
@@ -631,21 +631,21 @@ var (
 func (p Portal) validate() error {
 	for i, t := range p.Tables {
 		if !tableName.MatchString(t) {
-			return fmt.Errorf("portal.tables[%d]: %q is not a table name (letters, digits, _, at most 64)", i, t)
+			return fmt.Errorf("portal.tables[%d]: %q is not a table name (letters, digits, _, at most 64)", i, shown(t))
 		}
 	}
 	if p.DBUser != "" && !userName.MatchString(p.DBUser) {
-		return fmt.Errorf("portal.db_user: %q is not a MariaDB user name (letters, digits, . _ @ -)", p.DBUser)
+		return fmt.Errorf("portal.db_user: %q is not a MariaDB user name (letters, digits, . _ @ -)", shown(p.DBUser))
 	}
 	if p.DBHost != "" && !accountHost.MatchString(p.DBHost) {
-		return fmt.Errorf("portal.db_host: %q is not a host or pattern (e.g. 127.0.0.1)", p.DBHost)
+		return fmt.Errorf("portal.db_host: %q is not a host or pattern (e.g. 127.0.0.1)", shown(p.DBHost))
 	}
 	t := p.Tunnel
 	if t.Host != "" && !hostName.MatchString(t.Host) {
-		return fmt.Errorf("portal.tunnel.host: %q is not a host name or address", t.Host)
+		return fmt.Errorf("portal.tunnel.host: %q is not a host name or address", shown(t.Host))
 	}
 	if t.User != "" && !unixUser.MatchString(t.User) {
-		return fmt.Errorf("portal.tunnel.user: %q is not a user name (lower-case letters, digits, _ -)", t.User)
+		return fmt.Errorf("portal.tunnel.user: %q is not a user name (lower-case letters, digits, _ -)", shown(t.User))
 	}
 	if k := strings.TrimSpace(t.HostKey); k != "" && !hostKeyLine.MatchString(k) {
 		return fmt.Errorf("portal.tunnel.host_key: not a host key line like \"ssh-ed25519 AAAA...\" (copy it from `ssh-keyscan -t ed25519 <portal host>`, without the host name)")

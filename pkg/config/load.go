@@ -1,11 +1,15 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"reflect"
+	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -39,10 +43,26 @@ func Load(path string, explicit bool) (Config, error) {
 func Parse(name string, data []byte) (Config, error) {
 	cfg := Default()
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return cfg, fmt.Errorf("config %s: %s; fix the file's YAML (keys are listed in the README)", name, oneLine(err))
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+	// A second document ("---" and more settings) would be ignored without a word; an empty
+	// one (a trailing ---) holds nothing to ignore.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %s; fix the file's YAML (keys are listed in the README)", name, oneLine(err))
+		}
+		if !isEmpty(&next) {
+			return cfg, fmt.Errorf("config %s:%d: a second YAML document (after ---); emrkit reads one: merge its settings into the first and remove the ---", name, next.Content[0].Line)
+		}
+	}
+	if isEmpty(&doc) {
 		return cfg, fmt.Errorf("config %s holds no settings (it is empty or only comments); write the settings into it (dpkg-reconfigure emrkit does) or delete it to use the defaults", name)
 	}
 	root := doc.Content[0]
@@ -50,7 +70,7 @@ func Parse(name string, data []byte) (Config, error) {
 		return cfg, fmt.Errorf("config %s:%d: the file must be a map of settings (key: value), not a %s", name, root.Line, kindName(root.Kind))
 	}
 	if unknown := unknownKeys(root, reflect.TypeOf(cfg), ""); len(unknown) > 0 {
-		return cfg, fmt.Errorf("config %s:%d: unknown key %s; fix or remove it (keys are listed in the README)", name, unknown[0].line, unknown[0].key)
+		return cfg, fmt.Errorf("config %s:%d: unknown key %s; fix or remove it (keys are listed in the README)", name, unknown[0].line, keyText(unknown[0].key))
 	}
 	if err := root.Decode(&cfg); err != nil {
 		return cfg, fmt.Errorf("config %s: %s; fix the file's YAML (keys are listed in the README)", name, oneLine(err))
@@ -59,6 +79,28 @@ func Parse(name string, data []byte) (Config, error) {
 		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// isEmpty reports whether a document node holds nothing (no content, or only null).
+func isEmpty(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || doc.Content[0].Tag == "!!null"
+}
+
+// shown is a value from the file as an error shows it (%q, or %s for a path already checked):
+// at most shownLen bytes, so a pasted page or a binary blob does not become the message.
+type shown string
+
+const shownLen = 64
+
+func (v shown) String() string {
+	if len(v) <= shownLen {
+		return string(v)
+	}
+	i := shownLen
+	for i > 0 && !utf8.RuneStart(v[i]) {
+		i--
+	}
+	return string(v[:i]) + "…"
 }
 
 func oneLine(err error) string {
@@ -80,6 +122,18 @@ func kindName(k yaml.Kind) string {
 		return "alias"
 	}
 	return "document"
+}
+
+// plainKey is what a dotted key of the configuration looks like; any other is quoted.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_.\[\]-]+$`)
+
+// keyText is key as an error names it: as is when it looks like a key, else quoted and cut
+// (a key can hold a line break or a pasted page).
+func keyText(key string) string {
+	if len(key) <= shownLen && plainKey.MatchString(key) {
+		return key
+	}
+	return fmt.Sprintf("%q", shown(key))
 }
 
 // keyAt is a key the configuration does not have, dotted from the root, and its line.

@@ -138,3 +138,29 @@ func TestFIFOConfigIsRefusedWithoutHanging(t *testing.T) {
 		t.Fatalf("want a not-a-regular-file error, got %v", err)
 	}
 }
+
+// TestHostileValuesGiveOneBoundedLine: whatever a key or value holds (a line break, a pasted
+// page), the error is one line that names it cut short; a second document is refused, not
+// silently ignored, and a trailing --- is harmless.
+func TestHostileValuesGiveOneBoundedLine(t *testing.T) {
+	long := strings.Repeat("x", 600)
+	for in, want := range map[string]string{
+		"profile: " + long + "\n":                          `profile: "` + strings.Repeat("x", 64) + `…" is not one of`,
+		"profile: oscar\n\"bad\\nkey\": 1\n":               `:2: unknown key "bad\nkey"; fix or remove it`,
+		"profile: oscar\n" + long + ": 1\n":                `:2: unknown key "` + strings.Repeat("x", 64) + `…"`,
+		"database:\n  name: \"a\\nb\"\n":                   `database.name: "a\nb" is not a database name`,
+		"profile: oscar\n---\nfirewall: {enable: false}\n": ":3: a second YAML document (after ---); emrkit reads one",
+	} {
+		_, err := Load(writeConfig(t, in), true)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%.40q: got %v, want %q", in, err, want)
+			continue
+		}
+		if msg := err.Error(); strings.ContainsAny(msg, "\n\r") || len(msg) > 400 {
+			t.Errorf("%.40q: not one bounded line (%d bytes): %q", in, len(msg), msg)
+		}
+	}
+	if _, err := Load(writeConfig(t, "profile: oscar\n---\n"), true); err != nil {
+		t.Errorf("a trailing ---: %v", err)
+	}
+}

@@ -104,3 +104,19 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+// TestSQLConfCommentsAreNotSettings: a setting kept in a comment is not the one PHP runs,
+// and a comment opener inside a quoted value opens nothing.
+func TestSQLConfCommentsAreNotSettings(t *testing.T) {
+	for php, want := range map[string]string{
+		"<?php\n$dbase = 'openemr';\n/*\n$dbase = 'old';\n*/\n":             "openemr",
+		"<?php\n$dbase = 'openemr';\n// $dbase = 'old';\n# $dbase = 'x';\n": "openemr",
+		"<?php\n$host = 'a/*';\n$dbase = 'openemr';\n$port = '*/';\n":       "openemr",
+		"<?php\n$dbase = 'openemr'; /* unterminated\n$dbase = 'old';\n":     "openemr",
+	} {
+		c, err := ParseSQLConf(php)
+		if err != nil || c.Database != want {
+			t.Errorf("%q: database %q, %v; want %q", php, c.Database, err, want)
+		}
+	}
+}

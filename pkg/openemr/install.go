@@ -178,12 +178,51 @@ func ParseVersion(php string) (Version, error) {
 // (without escapes or $), or of a bare word (3306, 1). RE2 reads any file in linear time.
 var sqlconfVar = regexp.MustCompile(`(?m)^\s*\$(host|port|dbase|config)\s*=\s*(?:'((?s:[^'\\]|\\.)*)'|"([^"\\$]*)"|([^'";\s]*))\s*;`)
 
+// withoutComments is php with its /* */, // and # comments blanked (a block's line breaks
+// kept, so each assignment still starts a line), strings left whole: a "/*" inside a quoted
+// value opens nothing.
+func withoutComments(php string) string {
+	var b strings.Builder
+	for i := 0; i < len(php); i++ {
+		switch c := php[i]; {
+		case c == '\'' || c == '"':
+			j := i + 1
+			for j < len(php) && php[j] != c {
+				if php[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j = min(j, len(php)-1)
+			b.WriteString(php[i : j+1])
+			i = j
+		case c == '/' && strings.HasPrefix(php[i:], "/*"):
+			end := strings.Index(php[i+2:], "*/")
+			if end < 0 {
+				end = len(php) - i - 2 // unterminated: PHP reads the rest as a comment
+			}
+			b.WriteString(strings.Repeat("\n", strings.Count(php[i:i+2+end], "\n")))
+			i += 2 + end + 1
+		case c == '#' || c == '/' && strings.HasPrefix(php[i:], "//"):
+			end := strings.IndexByte(php[i:], '\n')
+			if end < 0 {
+				return b.String()
+			}
+			i += end - 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 // ParseSQLConf reads the 7.x and 8.x sqlconf.php ($host\t= 'localhost'; ... $config = 1;).
 // $login and $pass are not read.
 func ParseSQLConf(php string) (SQLConf, error) {
 	var c SQLConf
 	unquote := strings.NewReplacer(`\\`, `\`, `\'`, `'`)
-	for _, m := range sqlconfVar.FindAllStringSubmatch(php, -1) {
+	// An old setting kept in a comment is not the one PHP runs.
+	for _, m := range sqlconfVar.FindAllStringSubmatch(withoutComments(php), -1) {
 		v := unquote.Replace(m[2]) + m[3] + m[4] // one of them matched
 		switch m[1] {
 		case "host":

@@ -43,8 +43,8 @@ var near = regexp.MustCompile(`(?s)\bnear '.*?(' at line \d+)?$`)
 // SQLText returns msg — a message of a MariaDB server or client — with every quoted value
 // replaced by Withheld, on one line and at most MaxLen bytes. A quoted token stays only
 // when it follows one of nameBefore's words (or is `backquoted`) and looks like a name; an
-// unterminated quote withholds the rest of the message. A quote inside a word (doesn't) opens
-// nothing, and one followed by a letter closes nothing (O'Brien).
+// unterminated quote withholds the rest of the message. A quote inside a word, between two
+// letters (doesn't), opens nothing, and one followed by a letter closes nothing (O'Brien).
 func SQLText(msg string) string {
 	msg = near.ReplaceAllStringFunc(msg, func(m string) string {
 		_, line, _ := strings.Cut(m, "' at line ")
@@ -56,7 +56,7 @@ func SQLText(msg string) string {
 	var b strings.Builder
 	for i := 0; i < len(msg); {
 		c := msg[i]
-		if c != '\'' && c != '"' && c != '`' || i > 0 && isLetter(msg[i-1]) {
+		if c != '\'' && c != '"' && c != '`' || inWord(msg, i) {
 			b.WriteByte(c)
 			i++
 			continue
@@ -75,6 +75,12 @@ func SQLText(msg string) string {
 		i = end + 1
 	}
 	return cut(Line(b.String()), MaxSQLLen)
+}
+
+// inWord reports whether the quote at i stands between two letters (doesn't, O'Brien), where
+// it opens nothing. One after a letter but before anything else ("A'0000'") still opens.
+func inWord(msg string, i int) bool {
+	return i > 0 && isLetter(msg[i-1]) && i+1 < len(msg) && isLetter(msg[i+1])
 }
 
 // closing is the index of the quote closing the one at open, or -1.

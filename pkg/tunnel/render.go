@@ -41,7 +41,7 @@ func ParseHostKey(s string) (HostKey, error) {
 	}
 	curve, ok := hostKeyCurves[f[0]]
 	if !ok {
-		return HostKey{}, fmt.Errorf("portal.tunnel.host_key: key type %q is not one ssh accepts for a host (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa)%s", f[0], fix)
+		return HostKey{}, fmt.Errorf("portal.tunnel.host_key: key type %.40q is not one ssh accepts for a host (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa)%s", f[0], fix)
 	}
 	// Strict, as ssh decodes: it refuses a last character with stray bits set.
 	blob, err := base64.StdEncoding.Strict().DecodeString(f[1])
