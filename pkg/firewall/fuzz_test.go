@@ -3,6 +3,7 @@ package firewall
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -244,7 +245,15 @@ func port(s string) string {
 	if s != "" && !strings.ContainsRune(digits, rune(s[0])) {
 		s = "1" + s
 	}
-	return s
+	// ufw refuses port 0 (common.py set_port: 1..65535). It keeps a leading zero as typed
+	// ("022"), which the guard reads as no SSH allow and so adds its own: the safe way, left
+	// out of the exact comparison here.
+	return regexp.MustCompile(`\d+`).ReplaceAllStringFunc(s, func(n string) string {
+		if n = strings.TrimLeft(n, "0"); n == "" {
+			return "1"
+		}
+		return n
+	})
 }
 
 // app is an application profile name: maybe words, no quotes.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/fault"
 	"github.com/emrkit/emrkit/pkg/journal"
+	"github.com/emrkit/emrkit/pkg/redact"
 )
 
 // Store is the part of a journal the runner needs; *journal.Journal satisfies it.
@@ -274,6 +275,41 @@ func (r *Runner) sealOld() error {
 		}
 	}
 	return nil
+}
+
+// Unseal gives every done entry a Sealer sealed its whole desired state back (Sealer.Unseal),
+// for a downgrade to a release older than SealedSince, and writes the journal. It returns how
+// many it unsealed and, one line each, those it could not, which that release will keep.
+func (r *Runner) Unseal(ctx context.Context) (int, []string, error) {
+	n, left := 0, []string(nil)
+	if r.DryRun {
+		return 0, nil, nil
+	}
+	for _, e := range r.Journal.Entries() {
+		s, ok := r.Undoers[e.Kind].(Sealer)
+		if !ok || e.State != journal.Done {
+			continue
+		}
+		// Seal changes only a whole entry: one it leaves alone is sealed.
+		if sealed, err := s.Seal(e.Desired); err != nil || !bytes.Equal(sealed, e.Desired) {
+			continue
+		}
+		d, ok, err := s.Unseal(ctx, e)
+		switch {
+		case err != nil:
+			left = append(left, fmt.Sprintf("%s: %s", e.ID, redact.Error(err)))
+			continue
+		case !ok:
+			left = append(left, e.ID+": changed since emrkit wrote it")
+			continue
+		}
+		e.Desired = d
+		if err := r.Journal.Settle(e); err != nil {
+			return n, left, err
+		}
+		n++
+	}
+	return n, left, r.flush(nil)
 }
 
 // flush writes what the run settled, keeping err, the run's own error, first.

@@ -73,7 +73,15 @@ type Undoer interface {
 // the secret. Seal returns an entry it sealed already unchanged.
 type Sealer interface {
 	Seal(desired json.RawMessage) (json.RawMessage, error)
+	// Unseal is the way back for a downgrade to a release that predates sealing (SealedSince),
+	// whose undo needs the whole entry: the secret, read back from where Apply wrote it, while
+	// it is still the one the digest names. ok is false when it no longer is (changed since,
+	// so that release's undo keeps it, as it should).
+	Unseal(ctx context.Context, e journal.Entry) (desired json.RawMessage, ok bool, err error)
 }
+
+// SealedSince is the first release that seals entries: a downgrade below it unseals them.
+const SealedSince = "0.7.0~"
 
 // Registry maps an entry kind to its undoer.
 type Registry map[string]Undoer

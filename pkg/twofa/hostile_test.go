@@ -137,3 +137,35 @@ func TestPendingEntryWithoutSecretIsRefused(t *testing.T) {
 		t.Fatal("a pending entry without a secret changed the table")
 	}
 }
+
+// TestUnsealForADowngrade: before a downgrade to a release that predates sealing, a done
+// enrolment gets its secret back from the table, as that release's undo needs it; one whose
+// secret changed since stays sealed and is reported.
+func TestUnsealForADowngrade(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	ctx := context.Background()
+	f := newFixture(t, srv, "oscar_unseal", true)
+	if _, err := f.runner().Apply(ctx, f.steps("oscardoc", "nurse")); err != nil {
+		t.Fatal(err)
+	}
+	doc, nurse := f.secret(t, "oscardoc"), f.secret(t, "nurse")
+	mustExec(t, f.sql, "UPDATE security SET totp_secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' WHERE user_name = 'nurse'")
+	n, left, err := f.runner().Unseal(ctx)
+	if err != nil || n != 1 || len(left) != 1 || !strings.Contains(left[0], "#nurse: changed since emrkit wrote it") {
+		t.Fatalf("unseal: %d %q %v", n, left, err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(f.state, "journal.json"))
+	if !strings.Contains(string(raw), doc) || strings.Contains(string(raw), nurse) {
+		t.Fatalf("journal after unseal:\n%s", raw)
+	}
+	// As 0.6.0 reads it: the secret under "secret".
+	s := f.steps("oscardoc")[2].(UserStep)
+	e, _ := f.j.Get(s.ID())
+	var old struct{ Secret string }
+	if json.Unmarshal(e.Desired, &old) != nil || old.Secret != doc {
+		t.Fatalf("0.6.0 would read %+v", old)
+	}
+	if n, _, _ := f.runner().Unseal(ctx); n != 0 {
+		t.Fatalf("a second unseal unsealed %d", n)
+	}
+}

@@ -250,6 +250,29 @@ func (UserUndoer) Seal(desired json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(d)
 }
 
+// Unseal gives a sealed enrolment its secret back from the security table, while the column
+// still holds the secret the digest names (see step.Sealer).
+func (u UserUndoer) Unseal(ctx context.Context, e journal.Entry) (json.RawMessage, bool, error) {
+	d, _, err := decodeUser(e)
+	if err != nil {
+		return nil, false, err
+	}
+	db, err := u.DB.Get(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	cur, err := readUser(ctx, db, d.User)
+	if err != nil {
+		return nil, false, err
+	}
+	if !cur.Secret.Valid || SecretDigest(cur.Secret.String) != d.digest() {
+		return nil, false, nil
+	}
+	d.Secret, d.SecretSHA256 = cur.Secret.String, ""
+	out, err := json.Marshal(d)
+	return out, err == nil, err
+}
+
 func decodeUser(e journal.Entry) (userDesired, userState, error) {
 	return journal.Decode[userDesired, userState](e)
 }

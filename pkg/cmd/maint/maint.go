@@ -22,11 +22,13 @@ import (
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/debconf"
+	"github.com/emrkit/emrkit/pkg/debversion"
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/maint"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/migrate"
+	"github.com/emrkit/emrkit/pkg/step"
 )
 
 // BinaryCopy is the name of the binary copy kept in the state dir, which postrm purge runs
@@ -66,7 +68,11 @@ func Run(ctx context.Context, f *cmdutil.Factory, op maint.Op) error {
 		if err := backupBefore(ctx, f, cfg, "before-downgrade", match); err != nil {
 			return err
 		}
-		_, err := revert.Run(ctx, &revert.Options{F: f, NewerThan: op.Version}, cfg)
+		older, err := debversion.Compare(op.Version, step.SealedSince)
+		if err != nil {
+			return fmt.Errorf("downgrade to %s: %w", op.Version, err)
+		}
+		_, err = revert.Run(ctx, &revert.Options{F: f, NewerThan: op.Version, Unseal: older < 0}, cfg)
 		return err
 	case maint.Purge:
 		return purge(ctx, f, cfg)

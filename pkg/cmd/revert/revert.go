@@ -20,6 +20,9 @@ type Options struct {
 	All       bool
 	NewerThan string
 	DryRun    bool
+	// Unseal gives sealed entries their whole state back after the revert: the downgrade's
+	// target predates step.SealedSince, and its undo needs it.
+	Unseal bool
 }
 
 func New(f *cmdutil.Factory) *cobra.Command {
@@ -75,6 +78,18 @@ func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error
 	rep, err := s.Runner.Revert(ctx, Match(o.All, o.NewerThan))
 	if err != nil {
 		return rep, fmt.Errorf("revert stopped: %w", err)
+	}
+	if o.Unseal {
+		n, left, err := s.Runner.Unseal(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("unseal the journal for %s: %w", o.NewerThan, err)
+		}
+		if n > 0 {
+			fmt.Fprintf(o.F.Out, "emrkit: %d entries unsealed for %s, whose undo needs them whole\n", n, o.NewerThan)
+		}
+		for _, l := range left {
+			fmt.Fprintf(o.F.Err, "emrkit: warning: %s stays sealed, and %s keeps it on purge; if it is still emrkit's, undo it by hand (emrkit 2fa disable USER)\n", l, o.NewerThan)
+		}
 	}
 	verb := "undone"
 	if o.DryRun {
