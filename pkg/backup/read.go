@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
+	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/redact"
 )
 
@@ -58,7 +58,7 @@ const (
 // Sniff reads what path holds from its first bytes. An empty file, and one that is neither
 // gzip nor an OpenPGP message, are a *DamagedError.
 func Sniff(path string) (Format, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenThroughLink(path)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %w", err)
 	}
@@ -101,7 +101,7 @@ func encryptedPacket(b byte) bool {
 // OpenSQL returns the SQL a backup holds, decrypting (with keys) and decompressing as it is
 // read. Only reading to the end verifies it (the OpenPGP MDC, gzip's CRC): see Verify.
 func OpenSQL(path string, keys openpgp.EntityList) (io.ReadCloser, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenThroughLink(path)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}

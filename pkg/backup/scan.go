@@ -67,8 +67,8 @@ type Scanner struct {
 	inStmt     bool
 	stmtLen    int64 // bytes of the statement so far
 	stmtLine   int64
-	stmtOff    int64 // byte offset of the statement's first byte
-	at         int   // index in the current write, for offsets
+	stmtOff    int64  // byte offset of the statement's first byte
+	at         int    // index in the current write, for offsets
 	head       []byte // the statement's first words, upper case
 	headDone   bool
 	delim      []byte

@@ -80,6 +80,9 @@ func BackupStep(dir, configPath string, b config.Backup, encrypt bool, since str
 }
 
 func checkConfigPath(configPath string) error {
+	if !filepath.IsAbs(configPath) {
+		return fmt.Errorf("config file %q is a relative path, which the cron job cannot find; give --config an absolute path", configPath)
+	}
 	if !plainPath.MatchString(configPath) {
 		return fmt.Errorf("config file %q cannot go on a cron line; use a path of letters, digits, '.', '_', '-' and '/'", configPath)
 	}

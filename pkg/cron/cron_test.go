@@ -77,3 +77,18 @@ func TestBackupStep(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigPathOnTheCronLine(t *testing.T) {
+	for path, want := range map[string]string{
+		"emrkit.yaml":           "is a relative path, which the cron job cannot find; give --config an absolute path",
+		"/etc/emrkit/my config": "cannot go on a cron line",
+		"/etc/emrkit/a;b":       "cannot go on a cron line",
+	} {
+		if err := checkConfigPath(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", path, err, want)
+		}
+	}
+	if err := checkConfigPath("/etc/emrkit/emrkit.yaml"); err != nil {
+		t.Error(err)
+	}
+}

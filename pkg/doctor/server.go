@@ -263,7 +263,7 @@ func (h *host) backups() []Check {
 	case last.Interrupted:
 		out = append(out, Check{ID: "backup.restore-test", Title: testTitle, Status: Warn, Safeguard: hipaaTesting,
 			Finding: fmt.Sprintf("the last restore test, of %s on %s, was interrupted before it could judge the backup", filepath.Base(last.File), last.Time.Format(time.DateOnly)),
-			Fix: "emrkit backup verify"})
+			Fix:     "emrkit backup verify"})
 	case !last.OK:
 		out = append(out, check("backup.restore-test", testTitle, hipaaTesting, false, "",
 			fmt.Sprintf("the restore test of %s on %s FAILED: %s", filepath.Base(last.File), last.Time.Format(time.DateOnly), last.Problem),

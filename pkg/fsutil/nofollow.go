@@ -126,6 +126,21 @@ func ReadThroughLink(path string, limit int64) ([]byte, error) {
 	return ReadFile(target, limit)
 }
 
+// OpenThroughLink is OpenRegular for a file the admin names to be read (a backup given to
+// restore, which may be a "latest" link): a link is resolved, and the file must be regular.
+func OpenThroughLink(path string) (*os.File, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := OpenRegular(target)
+	var nr *NotRegularError
+	if errors.As(err, &nr) {
+		nr.Path = path
+	}
+	return f, err
+}
+
 // ReadFileStat is ReadFile that also returns what the file's own descriptor says of it (mode,
 // owner), so the content and the metadata are of one file even if path is swapped meanwhile.
 func ReadFileStat(path string, limit int64) ([]byte, fs.FileInfo, error) {

@@ -32,9 +32,9 @@ func NewDB(cfg config.Database) *DB { return &DB{Shared: mariadb.Shared{Config: 
 // read afresh.
 type checks struct {
 	tables map[string]map[string]colType // table -> its columns, nil for a table that is not there
-	users  map[string]userState       // lower-cased user name (the column's collation ignores case)
-	stale  map[string]bool            // users written since users was read
-	names  map[string]bool            // lower-cased user names, for preflights before the 2FA columns
+	users  map[string]userState          // lower-cased user name (the column's collation ignores case)
+	stale  map[string]bool               // users written since users was read
+	names  map[string]bool               // lower-cased user names, for preflights before the 2FA columns
 }
 
 // changed forgets everything the run's checks read: emrkit changed the schema.

@@ -179,7 +179,9 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 	if err := mariadb.ValidIdentifier(target); err != nil {
 		return cmdutil.Usage(fmt.Errorf("--database: %w", err))
 	}
-	if _, err := os.Stat(o.File); err != nil {
+	if _, err := os.Stat(o.File); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("restore: there is no file %s; emrkit's backups are in %s (ls -t %s)", o.File, cfg.Paths.BackupDir, cfg.Paths.BackupDir)
+	} else if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	keys, err := privateKeys(o.F, cfg, o.File, o.Key, o.PassphraseFile)
