@@ -363,6 +363,12 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 	if c := l.code("/.well-known/acme-challenge/token"); c != 404 {
 		t.Errorf("certbot's challenge path answers %d, want 404 (not redirected)", c)
 	}
+	// Deny first, then redirect: a denied file is 403 on plain HTTP too, never a 301 to it.
+	for _, p := range []string{"/openemr/setup.php", "/openemr/sites/default/sqlconf.php", "/openemr/sites/default/documents/1/referral.pdf", "/openemr/contrib/util/x"} {
+		if c := l.code(p); c != 403 {
+			t.Errorf("plain HTTP %s after apply answers %d, want 403 before any redirect", p, c)
+		}
+	}
 	if c := https("/openemr/setup.php"); c != 403 {
 		t.Errorf("setup.php over HTTPS answers %d, want 403", c)
 	}
@@ -374,6 +380,102 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 	}
 	if c := l.code("/openemr/index.php"); c != 200 {
 		t.Errorf("plain HTTP after undo answers %d, want 200", c)
+	}
+}
+
+// legacySite serves the tree's real directory by its own URL, as Apache does for a versioned
+// tree behind a link, with the 2.2-style access block of old vhosts and 4.x install guides on
+// both paths: Satisfy Any lets "Allow from all" grant what a Require denies.
+const legacySite = `Alias /openemr-7.0.3 %[2]s
+<Directory %[1]s>
+	Order allow,deny
+	Allow from all
+	Satisfy Any
+</Directory>
+<Directory %[2]s>
+	Options -Indexes
+	Order allow,deny
+	Allow from all
+	Satisfy Any
+</Directory>
+`
+
+// TestOpenEMRLinkedTreeAndLegacyAccess: the tree is openemr-7.0.3 behind the link openemr
+// (the usual way to upgrade), served by both URLs, and the site grants with Order/Allow/
+// Satisfy Any. After apply every denied file is 403 under both URLs while OpenEMR's pages
+// stay 200; revert puts every code, mode, owner and Apache file back.
+func TestOpenEMRLinkedTreeAndLegacyAccess(t *testing.T) {
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr"}, "")
+	l, emrkit := h.lab, h.emrkit
+	real := h.root + "-7.0.3"
+	must(t, os.Rename(h.root, real))
+	must(t, os.Symlink(filepath.Base(real), h.root))
+	must(t, os.WriteFile(filepath.Join(l.priv, "legacy.conf"), []byte(fmt.Sprintf(legacySite, h.root, real)), 0o644))
+	l.sh(`cp "` + l.priv + `/legacy.conf" /etc/apache2/sites-available/legacy.conf && a2ensite -q legacy >/dev/null && apache2ctl graceful`)
+
+	denied := []string{"sites/default/documents/1/referral.pdf", "sites/default/sqlconf.php", "setup.php", "admin.php",
+		"sql_upgrade.php", "contrib/util/installScripts/InstallerAuto.php", "sites/default//documents/1/referral.pdf", "%73etup.php"}
+	served := []string{"index.php", "interface/admin.php", "portal/index.php", "contrib/icd9/load.txt"}
+	codes := func() map[string]int {
+		out := map[string]int{}
+		for _, prefix := range []string{"/openemr/", "/openemr-7.0.3/"} {
+			for _, p := range append(append([]string{}, denied...), served...) {
+				out[prefix+p] = l.code(prefix + p)
+			}
+		}
+		return out
+	}
+	var before map[string]int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if before = codes(); before["/openemr-7.0.3/index.php"] == 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for p, c := range before {
+		if c != 200 {
+			t.Errorf("before apply: %s answers %d, want 200 (the fixture serves everything)", p, c)
+		}
+	}
+	treeBefore, apacheBefore := treeSnapshot(t, h.dir+"/"), l.apacheState()
+
+	if r := emrkit("apply"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	after := codes()
+	for _, prefix := range []string{"/openemr/", "/openemr-7.0.3/"} {
+		for _, p := range denied {
+			if c := after[prefix+p]; c != 403 {
+				t.Errorf("after apply: %s answers %d, want 403", prefix+p, c)
+			}
+		}
+		for _, p := range served {
+			if c := after[prefix+p]; c != 200 {
+				t.Errorf("after apply: %s answers %d, want 200 (it must keep working)", prefix+p, c)
+			}
+		}
+	}
+	if r := emrkit("revert", "--all"); r.code != 0 {
+		t.Fatalf("revert: %+v", r)
+	}
+	if got := codes(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("HTTP answers after undo:\n%v\nwant\n%v", got, before)
+	}
+	treeAfter := treeSnapshot(t, h.dir+"/")
+	for k := range treeAfter {
+		if strings.HasPrefix(k, "state") || strings.HasPrefix(k, "backups") {
+			delete(treeAfter, k) // emrkit's own
+		}
+	}
+	for k := range treeBefore {
+		if strings.HasPrefix(k, "state") || strings.HasPrefix(k, "backups") {
+			delete(treeBefore, k)
+		}
+	}
+	if d := diffSnap(treeBefore, treeAfter); len(d) > 0 {
+		t.Errorf("the tree after undo differs: %v", d)
+	}
+	if d := diffSnap(apacheBefore, l.apacheState()); len(d) > 0 {
+		t.Errorf("Apache's configuration after undo differs: %v", d)
 	}
 }
 

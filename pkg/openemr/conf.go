@@ -21,14 +21,26 @@ var ContribServed = []string{"icd9", "icd10", "snomed", "rxnorm"}
 // ConfName is emrkit's snippet in Apache's conf-available.
 const ConfName = "emrkit-openemr"
 
-// ApacheConf is the snippet for the tree at root. Every deny is an <If> on the file the
-// request maps to, inside the tree's <Directory>: <If> sections merge last, so no <Location>
-// or .htaccess of the site grants them back, and matching the file (not the URL) leaves
-// nothing to path tricks (//, /./, %73etup.php, setup.php/x). The portal, apis/ and oauth2/
-// keep their own .htaccess rewrites. With redirect, plain HTTP is sent to HTTPS (but for
-// certbot's challenges).
-func ApacheConf(root string, redirect bool) []byte {
-	q := regexp.QuoteMeta(root)
+// Roots are the paths Apache may map the tree's URLs to: Root and, when it is a link, the
+// directory it resolves to.
+func (in Install) Roots() []string {
+	if in.Resolved == "" || in.Resolved == in.Root {
+		return []string{in.Root}
+	}
+	return []string{in.Root, in.Resolved}
+}
+
+// ApacheConf is the snippet for the tree at roots (its path and, behind a link, its real
+// path: Apache serves the real directory by its own URL too). Every deny is one <If> on the
+// file the request maps to, inside the tree's <Directory>: <If> sections merge last, so no
+// <Location> or .htaccess of the site grants them back, and matching the file (not the URL)
+// leaves nothing to path tricks (//, /./, %73etup.php, setup.php/x). Satisfy All, in the
+// same <If>, keeps a legacy "Order allow,deny / Allow from all / Satisfy Any" block of the
+// site from granting them anyway. The portal, apis/ and oauth2/ keep their own .htaccess
+// rewrites. With redirect, plain HTTP to the tree is sent to HTTPS, in the <ElseIf> of the
+// deny, so a denied file answers 403 on plain HTTP too (a server-level redirect ran first,
+// and answered 301).
+func ApacheConf(roots []string, redirect bool) []byte {
 	var scripts []string
 	for _, s := range Scripts {
 		scripts = append(scripts, regexp.QuoteMeta(strings.TrimSuffix(s, ".php")))
@@ -36,19 +48,24 @@ func ApacheConf(root string, redirect bool) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by emrkit: OpenEMR hardening (\"Securing OpenEMR\"). `emrkit revert --all` removes it;\n")
 	fmt.Fprintf(&b, "# edits here are kept by emrkit's undo.\n")
-	fmt.Fprintf(&b, "<Directory \"%s\">\n", root)
-	fmt.Fprintf(&b, "\t# Patient documents, EDI/ERA files and each site's database settings.\n")
-	fmt.Fprintf(&b, "\t<If \"%%{REQUEST_FILENAME} =~ m#^%s/sites/[^/]+/((documents|era|edi)(/|$)|sqlconf\\.php$)#\">\n\t\tRequire all denied\n\t</If>\n", q)
-	fmt.Fprintf(&b, "\t# Setup and upgrade scripts (several run without a login).\n")
-	fmt.Fprintf(&b, "\t<If \"%%{REQUEST_FILENAME} =~ m#^%s/(%s)\\.php$#\">\n\t\tRequire all denied\n\t</If>\n", q, strings.Join(scripts, "|"))
-	fmt.Fprintf(&b, "\t# contrib/, but for the code sets OpenEMR loads from it.\n")
-	fmt.Fprintf(&b, "\t<If \"%%{REQUEST_FILENAME} =~ m#^%s/contrib(/|$)# && ! %%{REQUEST_FILENAME} =~ m#^%s/contrib/(%s)(/|$)#\">\n\t\tRequire all denied\n\t</If>\n",
-		q, q, strings.Join(ContribServed, "|"))
-	fmt.Fprintf(&b, "</Directory>\n")
-	if redirect {
-		fmt.Fprintf(&b, "# Plain HTTP goes to HTTPS, but for certbot's challenges.\n")
-		fmt.Fprintf(&b, "<If \"%%{HTTPS} != 'on' && ! %%{REQUEST_URI} =~ m#^/\\.well-known/acme-challenge/#\">\n")
-		fmt.Fprintf(&b, "\tRedirect permanent \"https://%%{HTTP_HOST}%%{REQUEST_URI}\"\n</If>\n")
+	for _, root := range roots {
+		q := regexp.QuoteMeta(root)
+		denied := []string{
+			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/sites/[^/]+/((documents|era|edi)(/|$)|sqlconf\\.php$)#", q),
+			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/(%s)\\.php$#", q, strings.Join(scripts, "|")),
+			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/contrib(/|$)# && ! %%{REQUEST_FILENAME} =~ m#^%s/contrib/(%s)(/|$)#",
+				q, q, strings.Join(ContribServed, "|")),
+		}
+		fmt.Fprintf(&b, "<Directory \"%s\">\n", root)
+		fmt.Fprintf(&b, "\t# Patient documents, EDI/ERA files, each site's sqlconf.php; the setup and upgrade scripts\n")
+		fmt.Fprintf(&b, "\t# (several run without a login); contrib/, but for the code sets OpenEMR loads from it.\n")
+		fmt.Fprintf(&b, "\t<If \"(%s)\">\n\t\tRequire all denied\n", strings.Join(denied, ") || ("))
+		fmt.Fprintf(&b, "\t\t<IfModule mod_access_compat.c>\n\t\t\tSatisfy All\n\t\t</IfModule>\n\t</If>\n")
+		if redirect {
+			fmt.Fprintf(&b, "\t# Plain HTTP goes to HTTPS, but for certbot's challenges (a tree that is the document root).\n")
+			fmt.Fprintf(&b, "\t<ElseIf \"%%{HTTPS} != 'on' && ! %%{REQUEST_URI} =~ m#^/\\.well-known/acme-challenge/#\">\n\t\tRedirect permanent \"https://%%{HTTP_HOST}%%{REQUEST_URI}\"\n\t</ElseIf>\n")
+		}
+		fmt.Fprintf(&b, "</Directory>\n")
 	}
 	return []byte(b.String())
 }

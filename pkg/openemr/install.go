@@ -17,8 +17,12 @@ import (
 
 // Install is an OpenEMR tree as emrkit found it.
 type Install struct {
-	Root    string
-	Version Version
+	Root string
+	// Resolved is Root with its links resolved (/var/www/html/openemr -> openemr-7.0.3, the
+	// usual way to upgrade): Apache maps a URL of the real directory to this path, so the
+	// denies name both.
+	Resolved string
+	Version  Version
 	// Sites are the directories under sites/ that hold a sqlconf.php.
 	Sites []string
 	// Site is the configured site, and SQLConf its database settings.
@@ -87,6 +91,14 @@ func Detect(cfg config.OpenEMR, roots []string) (Install, error) {
 	if !safePath.MatchString(in.Root) {
 		return in, fmt.Errorf("openemr.root: %q has characters emrkit will not write into Apache's configuration; use a path of letters, digits, . _ - /", in.Root)
 	}
+	resolved, err := filepath.EvalSymlinks(in.Root)
+	if err != nil {
+		return in, fmt.Errorf("openemr.root: %w", err)
+	}
+	if !safePath.MatchString(resolved) {
+		return in, fmt.Errorf("openemr.root: %s is a link to %q, which has characters emrkit will not write into Apache's configuration; use a path of letters, digits, . _ - /", in.Root, resolved)
+	}
+	in.Resolved = resolved
 	data, err := fsutil.ReadFile(filepath.Join(in.Root, "version.php"), fsutil.TextLimit)
 	if err != nil {
 		return in, fmt.Errorf("read OpenEMR's version: %w", err)

@@ -73,7 +73,7 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 			Want: fileperm.Perm{Mode: 0o640, GID: in.WebGID},
 			What: "OpenEMR database settings, readable by " + in.WebGroup + " only", SinceVersion: since})
 	}
-	steps = append(steps, apache.ConfStep{Env: env.Apache, Name: ConfName, Content: ApacheConf(in.Root, cfg.OpenEMR.HTTPSRedirect),
+	steps = append(steps, apache.ConfStep{Env: env.Apache, Name: ConfName, Content: ApacheConf(in.Roots(), cfg.OpenEMR.HTTPSRedirect),
 		What: "patient documents, setup scripts and contrib/ off the web", SinceVersion: since})
 	dbc := cfg.Database
 	dbc.Name = in.SQLConf.Database
