@@ -385,15 +385,17 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 
 // legacySite serves the tree's real directory by its own URL, as Apache does for a versioned
 // tree behind a link, with the 2.2-style access block of old vhosts and 4.x install guides on
-// both paths: Satisfy Any lets "Allow from all" grant what a Require denies.
+// both paths: Satisfy Any lets "Allow from all" grant what a Require denies. Enabled as
+// zz-legacy, it comes after the lab's own site, as a vhost of its own would.
 const legacySite = `Alias /openemr-7.0.3 %[2]s
 <Directory %[1]s>
+	Options +Indexes +FollowSymLinks
 	Order allow,deny
 	Allow from all
 	Satisfy Any
 </Directory>
 <Directory %[2]s>
-	Options -Indexes
+	Options +Indexes +FollowSymLinks
 	Order allow,deny
 	Allow from all
 	Satisfy Any
@@ -401,21 +403,33 @@ const legacySite = `Alias /openemr-7.0.3 %[2]s
 `
 
 // TestOpenEMRLinkedTreeAndLegacyAccess: the tree is openemr-7.0.3 behind the link openemr
-// (the usual way to upgrade), served by both URLs, and the site grants with Order/Allow/
-// Satisfy Any. After apply every denied file is 403 under both URLs while OpenEMR's pages
-// stay 200; revert puts every code, mode, owner and Apache file back.
+// (the usual way to upgrade), served by both URLs with listings on, and the site grants with
+// Order/Allow/Satisfy Any; a sqlconf.php.bak, manifests, .env, sql/, tests/ and the like lie
+// in the tree. After apply every denied file and listing is 403 under both URLs while
+// OpenEMR's pages (and its help files) stay 200; revert puts every code, mode, owner and
+// Apache file back.
 func TestOpenEMRLinkedTreeAndLegacyAccess(t *testing.T) {
 	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr"}, "")
 	l, emrkit := h.lab, h.emrkit
 	real := h.root + "-7.0.3"
+	for rel, body := range map[string]string{"sites/default/sqlconf.php.bak": "<?php $pass = 'secret';", "sites/default/sqlconf.php~": "x",
+		"composer.json": "{}", "composer.lock": "{}", ".env": "X=1", "sql/database.sql": "CREATE TABLE x (a int);", "tests/x.php": "x",
+		"docker/x.yml": "x", "CHANGELOG.md": "x", "Documentation/INSTALL": "x", "Documentation/help_files/help.php": "help",
+		"phpmyadmin/index.php": "x", "interface/main.php.orig": "x", ".git/config": "x"} {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(h.root, rel)), 0o755))
+		must(t, os.WriteFile(filepath.Join(h.root, rel), []byte(body), 0o644))
+	}
 	must(t, os.Rename(h.root, real))
 	must(t, os.Symlink(filepath.Base(real), h.root))
 	must(t, os.WriteFile(filepath.Join(l.priv, "legacy.conf"), []byte(fmt.Sprintf(legacySite, h.root, real)), 0o644))
-	l.sh(`cp "` + l.priv + `/legacy.conf" /etc/apache2/sites-available/legacy.conf && a2ensite -q legacy >/dev/null && apache2ctl graceful`)
+	l.sh(`cp "` + l.priv + `/legacy.conf" /etc/apache2/sites-available/zz-legacy.conf && a2ensite -q zz-legacy >/dev/null && apache2ctl graceful`)
 
 	denied := []string{"sites/default/documents/1/referral.pdf", "sites/default/sqlconf.php", "setup.php", "admin.php",
-		"sql_upgrade.php", "contrib/util/installScripts/InstallerAuto.php", "sites/default//documents/1/referral.pdf", "%73etup.php"}
-	served := []string{"index.php", "interface/admin.php", "portal/index.php", "contrib/icd9/load.txt"}
+		"sql_upgrade.php", "contrib/util/installScripts/InstallerAuto.php", "sites/default//documents/1/referral.pdf", "%73etup.php",
+		"sites/default/", "sites/", "sites/default/sqlconf.php.bak", "sites/default/sqlconf.php~", "composer.json", "composer.lock",
+		".env", "sql/database.sql", "sql/", "tests/x.php", "docker/x.yml", "CHANGELOG.md", "Documentation/INSTALL",
+		"phpmyadmin/index.php", "interface/main.php.orig", ".git/config"}
+	served := []string{"index.php", "interface/admin.php", "portal/index.php", "contrib/icd9/load.txt", "Documentation/help_files/help.php", ""}
 	codes := func() map[string]int {
 		out := map[string]int{}
 		for _, prefix := range []string{"/openemr/", "/openemr-7.0.3/"} {

@@ -15,6 +15,20 @@ var Scripts = []string{
 	"acl_setup.php", "gacl/setup.php", "sl_convert.php",
 }
 
+// NotServed are paths of the tree that OpenEMR never loads over the web and that say too much
+// when served (regular expressions, relative to the root): dependency manifests, environment
+// files, the SQL the installer reads, tests, the docker recipes, the changelog, 4.x's bundled
+// phpMyAdmin and a checkout's VCS directory. Documentation/help_files/ stays: OpenEMR's
+// screens load their help from it.
+var NotServed = []string{
+	`(composer|package)\.json`, `(composer\.lock|package-lock\.json)`, `\.env[^/]*`, `(sql|tests|docker|ci|phpmyadmin)(/|$)`,
+	`\.(git|svn|hg)(/|$)`, `CHANGELOG\.md`, `Documentation/(?!help_files/)`,
+}
+
+// backupCopy matches the copies editors and admins leave beside a file (sqlconf.php.bak is
+// served as text, $pass and all): anywhere in the tree.
+const backupCopy = `(\.(bak|orig|old|save|swp|swo)|~)$`
+
 // ContribServed are the contrib/ directories OpenEMR's code-set imports load over the web.
 var ContribServed = []string{"icd9", "icd10", "snomed", "rxnorm"}
 
@@ -55,10 +69,15 @@ func ApacheConf(roots []string, redirect bool) []byte {
 			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/(%s)\\.php$#", q, strings.Join(scripts, "|")),
 			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/contrib(/|$)# && ! %%{REQUEST_FILENAME} =~ m#^%s/contrib/(%s)(/|$)#",
 				q, q, strings.Join(ContribServed, "|")),
+			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/(%s)#", q, strings.Join(NotServed, "|")),
+			fmt.Sprintf("%%{REQUEST_FILENAME} =~ m#^%s/.*%s#", q, backupCopy),
 		}
 		fmt.Fprintf(&b, "<Directory \"%s\">\n", root)
+		fmt.Fprintf(&b, "\t# No directory listings (sites/default/ listed sqlconf.php and documents/).\n")
+		fmt.Fprintf(&b, "\t<If \"-d %%{REQUEST_FILENAME}\">\n\t\tOptions -Indexes\n\t</If>\n")
 		fmt.Fprintf(&b, "\t# Patient documents, EDI/ERA files, each site's sqlconf.php; the setup and upgrade scripts\n")
-		fmt.Fprintf(&b, "\t# (several run without a login); contrib/, but for the code sets OpenEMR loads from it.\n")
+		fmt.Fprintf(&b, "\t# (several run without a login); contrib/, but for the code sets OpenEMR loads from it;\n")
+		fmt.Fprintf(&b, "\t# what OpenEMR never serves (manifests, .env, sql/, tests/, ...) and backup copies (*.bak, *~).\n")
 		fmt.Fprintf(&b, "\t<If \"(%s)\">\n\t\tRequire all denied\n", strings.Join(denied, ") || ("))
 		fmt.Fprintf(&b, "\t\t<IfModule mod_access_compat.c>\n\t\t\tSatisfy All\n\t\t</IfModule>\n\t</If>\n")
 		if redirect {
