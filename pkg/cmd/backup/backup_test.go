@@ -227,7 +227,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"backup", "--encrypt", "--key", e.passph}, 1, "export key " + e.passph},
 		{[]string{"restore"}, 2, "accepts 1 arg"},
 		{[]string{"restore", "x.sql.gz", "--database", "a;b"}, 2, `--database: "a;b" is not a valid identifier`},
-		{[]string{"restore", "/nonexistent.sql.gz", "--yes"}, 1, "no such file"},
+		{[]string{"restore", "/nonexistent.sql.gz", "--yes"}, 1, "restore: there is no file /nonexistent.sql.gz; emrkit's backups are in "},
 	} {
 		_, errs, code := e.run(c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) {
