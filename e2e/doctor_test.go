@@ -99,6 +99,11 @@ func TestDoctorOnOSCARHost(t *testing.T) {
 	c.mustRun("emrkit", "backup", "verify")
 	fresh := func() { c.mustRun("emrkit", "2fa", "sync-pins") }
 	fresh()
+	// The chroot runs no sshd: port 22 is allowed, but no one could log in by it.
+	if r, _ := doctorRun(t, c, "/usr/bin/emrkit"); statuses(r)["firewall.ssh"] != doctor.Warn {
+		t.Errorf("firewall.ssh with nothing listening on 22 is %s, want WARN:\n%s", statuses(r)["firewall.ssh"], table(r))
+	}
+	c.mustRun("sh", "-c", sshdStandIn)
 	after, _ := doctorRun(t, c, "/usr/bin/emrkit")
 	t.Logf("doctor after apply (%.2fs):\n%s", after.Seconds, table(after))
 	good := statuses(after)
@@ -127,7 +132,7 @@ func TestDoctorOnOSCARHost(t *testing.T) {
 		{"oscar.pin-job", "mv /etc/cron.d/emrkit /tmp/pin-job", "mv /tmp/pin-job /etc/cron.d/emrkit"},
 		{"firewall.listeners", "(nc -lk 0.0.0.0 3306 >/dev/null 2>&1 &); sleep 0.5; " +
 			"for n in $(ufw status numbered | grep '3306/tcp.*DENY' | sed 's/^\\[ *\\([0-9]*\\)\\].*/\\1/' | sort -rn); do ufw --force delete $n; done",
-			"pkill -x nc; emrkit apply"},
+			"pkill -f 'nc -lk 0.0.0.0 330[6]'; emrkit apply"},
 		{"mariadb.anonymous", "mariadb -e \"CREATE USER ''@'localhost'\"", "mariadb -e \"DROP USER ''@'localhost'\""},
 	} {
 		c.mustRun("sh", "-c", f.inject)
@@ -183,6 +188,9 @@ func TestDoctorOnOSCARHost(t *testing.T) {
 	c.mustRun("rm", "/tmp/emrkit-readable.yaml")
 }
 
+// sshdStandIn listens on the chroot's port 22, as sshd would (firewall.ssh wants a listener).
+const sshdStandIn = "(nc -lk 0.0.0.0 22 >/dev/null 2>&1 &); for i in $(seq 50); do grep -q ':0016 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.1; done; exit 1"
+
 func mustParse(t *testing.T, path string) backup.File {
 	t.Helper()
 	f, ok := backup.Parse(path)
@@ -222,6 +230,7 @@ func TestDoctorOnOpenEMRHost(t *testing.T) {
 	c.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
 	c.mustRun("emrkit", "backup")
 	c.mustRun("emrkit", "backup", "verify")
+	c.mustRun("sh", "-c", sshdStandIn)
 	after, code := doctorRun(t, c, "/usr/bin/emrkit")
 	t.Logf("doctor after apply (exit %d, %.2fs):\n%s", code, after.Seconds, table(after))
 	good := statuses(after)

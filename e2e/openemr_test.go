@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/emrkit/emrkit/internal/openemrfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
+	"github.com/emrkit/emrkit/pkg/doctor"
+	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 )
 
@@ -225,6 +228,38 @@ func newOpenEMRLabHost(t *testing.T, tree openemrfixture.Tree, extra string) ope
 	return h
 }
 
+// expectDenied checks codes after apply: every denied path 403, every served one 200.
+func expectDenied(t *testing.T, codes map[string]int, denied, served []string) {
+	t.Helper()
+	for _, p := range denied {
+		if codes[p] != 403 {
+			t.Errorf("after apply: %s answers %d, want 403", p, codes[p])
+		}
+	}
+	for _, p := range served {
+		if codes[p] != 200 {
+			t.Errorf("after apply: %s answers %d, want 200 (it must keep working)", p, codes[p])
+		}
+	}
+}
+
+// doctorCheck runs emrkit doctor --json in the lab and returns the check id.
+func (h openEMRLabHost) doctorCheck(t *testing.T, id string) doctor.Check {
+	t.Helper()
+	r := h.emrkit("doctor", "--json")
+	var rep doctor.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("doctor --json (exit %d): %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	for _, c := range rep.Checks {
+		if c.ID == id {
+			return c
+		}
+	}
+	t.Fatalf("doctor has no %s:\n%s", id, r.stdout)
+	return doctor.Check{}
+}
+
 // TestOpenEMRHardeningUnderRealApache: the fixture OpenEMR served by Debian's apache2 answers
 // 200 for a patient document and the setup scripts before `emrkit apply`, 403 after, while
 // the login page, the portal, the API and OAuth2 rewrites and the code-set imports keep
@@ -259,17 +294,7 @@ func TestOpenEMRHardeningUnderRealApache(t *testing.T) {
 		t.Fatalf("apply: %+v", r)
 	}
 	t.Logf("apply:\n%s%s", r.stdout, r.stderr)
-	after := l.codes(paths)
-	for _, p := range denied {
-		if after[p] != 403 {
-			t.Errorf("after apply: %s answers %d, want 403", p, after[p])
-		}
-	}
-	for _, p := range served {
-		if after[p] != 200 {
-			t.Errorf("after apply: %s answers %d, want 200 (it must keep working)", p, after[p])
-		}
-	}
+	expectDenied(t, l.codes(paths), denied, served)
 	for rel, want := range map[string]string{"setup.php": "-rw------- 0:0", "sql_upgrade.php": "-rw------- 0:0",
 		"sites/default/sqlconf.php": fmt.Sprintf("-rw-r----- 0:%d", gid)} {
 		if got := treeSnapshot(t, filepath.Join(root, rel))[""]; !strings.HasPrefix(got, want+" ") {
@@ -341,10 +366,11 @@ func TestOpenEMRRedirectToHTTPS(t *testing.T) {
 	}
 	l.sh(`set -e
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=openemr.lab -keyout /etc/apache2/lab.key -out /etc/apache2/lab.crt 2>/dev/null
-printf 'Listen 127.0.0.1:8443\n<VirtualHost 127.0.0.1:8443>\n\tSSLEngine on\n\tSSLCertificateFile /etc/apache2/lab.crt\n\tSSLCertificateKeyFile /etc/apache2/lab.key\n\tInclude /etc/apache2/sites-available/openemr.conf\n</VirtualHost>\n' >/etc/apache2/sites-available/openemr-ssl.conf
+printf 'Listen 127.0.0.1:80\n' >>/etc/apache2/ports.conf
+printf 'Listen 127.0.0.1:443\n<VirtualHost 127.0.0.1:443>\n\tSSLEngine on\n\tSSLCertificateFile /etc/apache2/lab.crt\n\tSSLCertificateKeyFile /etc/apache2/lab.key\n\tInclude /etc/apache2/sites-available/openemr.conf\n</VirtualHost>\n' >/etc/apache2/sites-available/openemr-ssl.conf
 a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl graceful`)
 	https := func(path string) int {
-		r := l.run(nil, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:8443"+path)
+		r := l.run(nil, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1"+path)
 		n, _ := strconv.Atoi(r.stdout)
 		return n
 	}
@@ -375,6 +401,27 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 	if c := https("/openemr/index.php"); c != 200 {
 		t.Errorf("the login page over HTTPS answers %d, want 200", c)
 	}
+	// Doctor, at the default url (http://127.0.0.1/openemr), follows the redirect and probes
+	// both schemes; over HTTPS it trusts the lab's self-signed certificate because Apache's
+	// configuration names it, and says so.
+	c := h.doctorCheck(t, "openemr.web-denies")
+	if c.Status != doctor.Pass || !strings.Contains(c.Finding, "plain HTTP; HTTPS, trusting only the certificate Apache's SSLCertificateFile names") ||
+		!strings.Contains(c.Finding, "https://127.0.0.1/openemr/") {
+		t.Errorf("doctor with the redirect: %+v", c)
+	}
+	cfgPath := filepath.Join(dir, "emrkit.yaml")
+	must(t, os.WriteFile(cfgPath, []byte(strings.Replace(read(t, cfgPath), "https_redirect: true", "https_redirect: true, url: 'https://127.0.0.1/openemr'", 1)), 0o600))
+	if c := h.doctorCheck(t, "openemr.web-denies"); c.Status != doctor.Pass || strings.Contains(c.Finding, "plain HTTP") {
+		t.Errorf("doctor with an https url on 127.0.0.1: %+v", c)
+	}
+	// A certificate Apache does not name is not trusted: the probe fails, it does not pass.
+	// (Apache keeps serving the certificate it loaded; the file now names another.)
+	l.sh(`cp /etc/apache2/lab.crt /tmp/lab.crt
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other -keyout /tmp/other.key -out /etc/apache2/lab.crt 2>/dev/null`)
+	if c := h.doctorCheck(t, "openemr.web-denies"); c.Status == doctor.Pass {
+		t.Errorf("doctor trusted a certificate Apache's configuration does not name: %+v", c)
+	}
+	l.sh("cp /tmp/lab.crt /etc/apache2/lab.crt")
 	if r := emrkit("revert", "--all"); r.code != 0 {
 		t.Fatalf("revert: %+v", r)
 	}
@@ -409,7 +456,7 @@ const legacySite = `Alias /openemr-7.0.3 %[2]s
 // OpenEMR's pages (and its help files) stay 200; revert puts every code, mode, owner and
 // Apache file back.
 func TestOpenEMRLinkedTreeAndLegacyAccess(t *testing.T) {
-	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr"}, "")
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr"}, "url: 'http://127.0.0.1:8081/openemr'")
 	l, emrkit := h.lab, h.emrkit
 	real := h.root + "-7.0.3"
 	for rel, body := range map[string]string{"sites/default/sqlconf.php.bak": "<?php $pass = 'secret';", "sites/default/sqlconf.php~": "x",
@@ -450,10 +497,37 @@ func TestOpenEMRLinkedTreeAndLegacyAccess(t *testing.T) {
 			t.Errorf("before apply: %s answers %d, want 200 (the fixture serves everything)", p, c)
 		}
 	}
+	// Doctor probes every denied class under both URLs (found in Apache's own configuration)
+	// and names a document by its class, never by its name.
+	c := h.doctorCheck(t, "openemr.web-denies")
+	// 11 classes (6 scripts, contrib/, a document, sqlconf.php, its .bak, a listing) under 2 prefixes.
+	if c.Status != doctor.Fail || !strings.Contains(c.Finding, "22 of 22 probes not refused") || strings.Contains(c.Finding, "referral") {
+		t.Errorf("doctor before apply: %+v", c)
+	}
+	t.Logf("doctor before apply: %s", c.Finding)
 	treeBefore, apacheBefore := treeSnapshot(t, h.dir+"/"), l.apacheState()
 
 	if r := emrkit("apply"); r.code != 0 {
 		t.Fatalf("apply: %+v", r)
+	}
+	if c := h.doctorCheck(t, "openemr.web-denies"); c.Status != doctor.Pass ||
+		!strings.Contains(c.Finding, "http://127.0.0.1:8081/openemr/, http://127.0.0.1:8081/openemr-7.0.3/") {
+		t.Errorf("doctor after apply: %+v", c)
+	}
+	// 0.7.0's snippet named only the link: the real path served everything, and doctor passed.
+	snippet := filepath.Join(l.priv, "etc", "conf-available", openemr.ConfName+".conf")
+	ours := read(t, snippet)
+	must(t, os.WriteFile(snippet, openemr.ApacheConf([]string{h.root}, false), 0o644))
+	l.sh("apache2ctl graceful")
+	for deadline := time.Now().Add(10 * time.Second); l.code("/openemr-7.0.3/sites/default/sqlconf.php") != 200 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	}
+	if c := h.doctorCheck(t, "openemr.web-denies"); c.Status != doctor.Fail || !strings.Contains(c.Finding, "/openemr-7.0.3/sites/default/sqlconf.php answers 200") ||
+		strings.Contains(c.Finding, "/openemr/sites") {
+		t.Errorf("doctor with the link's denies only: %+v", c)
+	}
+	must(t, os.WriteFile(snippet, []byte(ours), 0o644))
+	l.sh("apache2ctl graceful")
+	for deadline := time.Now().Add(10 * time.Second); l.code("/openemr-7.0.3/sites/default/sqlconf.php") != 403 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 	}
 	after := codes()
 	for _, prefix := range []string{"/openemr/", "/openemr-7.0.3/"} {
@@ -487,6 +561,65 @@ func TestOpenEMRLinkedTreeAndLegacyAccess(t *testing.T) {
 	}
 	if d := diffSnap(apacheBefore, l.apacheState()); len(d) > 0 {
 		t.Errorf("Apache's configuration after undo differs: %v", d)
+	}
+}
+
+// TestOpenEMR411UnderRealApache: the seed's era, 4.1.1 (its 4.x scripts, bundled phpMyAdmin,
+// ERA files under the site), on real Apache: every denied path 200 before apply and 403
+// after, the login page 200; only the three password globals 4.1.1 defines are written
+// (password_history as its yes/no), the two it lacks are left alone and named by apply and
+// doctor; revert puts the codes and the database back.
+func TestOpenEMR411UnderRealApache(t *testing.T) {
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 4, Database: "openemr"}, "url: 'http://127.0.0.1:8081/openemr'")
+	l, emrkit := h.lab, h.emrkit
+	denied := []string{"setup.php", "sql_upgrade.php", "acl_setup.php", "acl_upgrade.php", "gacl/setup.php", "sl_convert.php",
+		"ippf_upgrade.php", "admin.php", "phpmyadmin/index.php", "sites/default/sqlconf.php", "sites/default/documents/1/referral.pdf",
+		"sites/default/era/remit.835", "contrib/util/backup_oemr.sh"}
+	served := []string{"index.php", "interface/login/login.php", "contrib/icd9/load.txt"}
+	paths := append(append([]string{}, denied...), served...)
+	before := l.codes(paths)
+	for _, p := range paths {
+		if before[p] != 200 {
+			t.Errorf("before apply: %s answers %d, want 200", p, before[p])
+		}
+	}
+	dbBefore := h.srv.Dump(t, "openemr")
+	r := emrkit("apply")
+	if r.code != 0 || !strings.Contains(r.stderr, "OpenEMR 4.1.1 does not define gbl_minimum_password_length, password_max_failed_logins") {
+		t.Fatalf("apply: %+v", r)
+	}
+	expectDenied(t, l.codes(paths), denied, served)
+	var rows []string
+	q, err := h.srv.DB(t, "openemr").Query("SELECT CONCAT(gl_name, '=', gl_value) FROM globals WHERE gl_name LIKE '%password%' ORDER BY gl_name")
+	must(t, err)
+	for q.Next() {
+		var v string
+		must(t, q.Scan(&v))
+		rows = append(rows, v)
+	}
+	q.Close()
+	got := strings.Join(rows, "\n")
+	// gbl_minimum_password_length keeps the fixture's 6 (a row 4.1.1 never reads);
+	// password_max_failed_logins stays absent.
+	if want := "gbl_minimum_password_length=6\npassword_expiration_days=180\npassword_history=1\nsecure_password=1"; got != want {
+		t.Errorf("globals after apply:\n%s\nwant\n%s", got, want)
+	}
+	if c := h.doctorCheck(t, "openemr.password-policy"); c.Status != doctor.Warn ||
+		!strings.Contains(c.Finding, "secure_password, password_history, password_expiration_days at least as strict") ||
+		!strings.Contains(c.Finding, "cannot enforce") {
+		t.Errorf("doctor's password policy on 4.1.1: %+v", c)
+	}
+	if c := h.doctorCheck(t, "openemr.web-denies"); c.Status != doctor.Pass {
+		t.Errorf("doctor's web denies on 4.1.1: %+v", c)
+	}
+	if r := emrkit("revert", "--all"); r.code != 0 {
+		t.Fatalf("revert: %+v", r)
+	}
+	if got := l.codes(paths); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("HTTP answers after undo:\n%v\nwant\n%v", got, before)
+	}
+	if got := h.srv.Dump(t, "openemr"); got != dbBefore {
+		t.Errorf("database after undo differs:\n%s\nwant\n%s", got, dbBefore)
 	}
 }
 

@@ -2,8 +2,9 @@
 // checked against OpenEMR 7.0 and 8.x (../shared/openemr-facts.md): version.php, the setup
 // and upgrade scripts at the root, sites/default/sqlconf.php in the 7.x or 8.x format, a
 // patient document and the encryption-key directory under sites/default/documents, the
-// portal, apis/ and oauth2/ with their .htaccess rewrites, and contrib/; and the `globals`
-// table with some of the password globals set and some missing.
+// portal, apis/ and oauth2/ with their .htaccess rewrites, contrib/, and library/globals.inc.php
+// (the version's own list of its globals); a 4.1.1 tree in the shape of the seed's era; and the
+// `globals` table with some of the password globals set and some missing.
 package openemrfixture
 
 import (
@@ -14,7 +15,8 @@ import (
 
 // Tree describes the fixture tree to write.
 type Tree struct {
-	// Major is 7 (sqlconf.php with $disable_utf8_flag and $db_encoding) or 8.
+	// Major is 4 (4.1.1: the 4.x scripts, phpMyAdmin, no portal or API), 7 (7.0.2, sqlconf.php
+	// with $disable_utf8_flag and $db_encoding) or 8.
 	Major    int
 	Database string
 	// Owner of every file (the web server's uid/gid on many installs; 0 for root).
@@ -28,20 +30,37 @@ func (t Tree) Files() map[string]string {
 		return "RewriteEngine On\nRewriteCond %{REQUEST_FILENAME} !-f\nRewriteCond %{REQUEST_FILENAME} !-d\nRewriteCond %{REQUEST_FILENAME} !-l\n" +
 			"RewriteRule (.*) " + to + "?_REWRITE_COMMAND=$1 [QSA,L]\n"
 	}
-	version := fmt.Sprintf("<?php\n$v_major = '%d';\n$v_minor = '0';\n$v_patch = '%d';\n$v_tag   = '';\n$v_realpatch = '0';\n$v_database = %d;\n$v_acl = 12;\n",
-		t.Major, map[int]int{7: 2, 8: 0}[t.Major], map[int]int{7: 469, 8: 527}[t.Major])
+	minor, patch := map[int]int{4: 1}[t.Major], map[int]int{4: 1, 7: 2, 8: 0}[t.Major]
+	version := fmt.Sprintf("<?php\n$v_major = '%d';\n$v_minor = '%d';\n$v_patch = '%d';\n$v_tag   = '';\n$v_realpatch = '0';\n$v_database = %d;\n$v_acl = 12;\n",
+		t.Major, minor, patch, map[int]int{4: 97, 7: 469, 8: 527}[t.Major])
 	sqlconf := "<?php\n//  OpenEMR\n//  MySQL Config\n\n"
-	if t.Major < 8 {
+	if t.Major == 7 {
 		sqlconf += "global $disable_utf8_flag;\n$disable_utf8_flag = false;\n\n"
 	}
 	sqlconf += "$host\t= 'localhost';\n$port\t= '3306';\n$login\t= 'openemr';\n$pass\t= 'fixture-password';\n$dbase\t= '" + t.Database + "';\n"
-	if t.Major < 8 {
+	if t.Major == 7 {
 		sqlconf += "$db_encoding\t= 'utf8mb4';\n"
 	}
 	sqlconf += "\n$sqlconf = array();\nglobal $sqlconf;\n$sqlconf[\"host\"]= $host;\n$sqlconf[\"port\"] = $port;\n$sqlconf[\"login\"] = $login;\n" +
 		"$sqlconf[\"pass\"] = $pass;\n$sqlconf[\"dbase\"] = $dbase;\n\n//////////////////////////\n//////DO NOT TOUCH THIS///\n$config = 1; /////////////\n//////////////////////////\n?>\n"
+	if t.Major == 4 {
+		return map[string]string{
+			"version.php": version, "index.php": php("login"), "interface/login/login.php": php("login form"),
+			"admin.php": php("site admin"), "setup.php": php("setup"), "sql_upgrade.php": php("upgrade"),
+			"acl_setup.php": php("acl setup"), "acl_upgrade.php": php("acl upgrade"), "gacl/setup.php": php("phpgacl setup"),
+			"sl_convert.php": php("sql-ledger convert"), "ippf_upgrade.php": php("ippf upgrade"),
+			"sites/default/sqlconf.php":              sqlconf,
+			"sites/default/documents/1/referral.pdf": "%PDF-1.4 patient referral\n",
+			"sites/default/era/remit.835":            "ISA*00*fixture\n",
+			"library/globals.inc.php":                globalsMetadata(t.Major),
+			"phpmyadmin/index.php":                   php("bundled phpMyAdmin"),
+			"contrib/util/backup_oemr.sh":            "#!/bin/sh\n# fixture\n",
+			"contrib/icd9/load.txt":                  "icd9\n",
+		}
+	}
 	return map[string]string{
-		"version.php": version, "index.php": php("login"), "interface/admin.php": php("not a setup script"),
+		"library/globals.inc.php": globalsMetadata(t.Major),
+		"version.php":             version, "index.php": php("login"), "interface/admin.php": php("not a setup script"),
 		"admin.php": php("site admin"), "setup.php": php("setup"), "sql_upgrade.php": php("upgrade"),
 		"sql_patch.php": php("patch"), "acl_upgrade.php": php("acl upgrade"), "ippf_upgrade.php": php("ippf upgrade"),
 		"sites/default/sqlconf.php":                         sqlconf,
@@ -57,6 +76,30 @@ func (t Tree) Files() map[string]string {
 		"contrib/icd9/load.txt":                         "icd9\n", "contrib/icd10/load.txt": "icd10\n",
 		"gacl/admin/index.php": php("phpgacl admin"),
 	}
+}
+
+// globalsMetadata is library/globals.inc.php cut to the security tab, in the shape of the
+// release: 4.1.1's password_history is a yes/no and it has no minimum length or failed-login
+// limit; 7.x's is a list of counts, with the IP lockout (7.0.2) and the API switches.
+func globalsMetadata(major int) string {
+	def := func(name, kind, value string) string {
+		return fmt.Sprintf("        '%s' => array(\n            xl('%s'),\n            %s,\n            '%s',\n            xl('Fixture.')\n        ),\n", name, name, kind, value)
+	}
+	list := "array(\n                '0' => xl('No'),\n                '1' => '1',\n                '5' => '5',\n            )"
+	b := "<?php\n// OpenEMR fixture: globals metadata\n$GLOBALS_METADATA = array(\n    'Security' => array(\n" +
+		def("timeout", "'num'", "7200") + def("secure_password", "'bool'", "1") + def("password_expiration_days", "'num'", "180") +
+		def("password_grace_time", "'num'", "30")
+	if major == 4 {
+		b += def("password_history", "'bool'", "0")
+	} else {
+		b += def("gbl_minimum_password_length", list, "9") + def("password_history", list, "5") +
+			def("password_max_failed_logins", "'num'", "20") + def("ip_max_failed_logins", "'num'", "100")
+	}
+	b += "    ),\n    'Logging' => array(\n" + def("enable_auditlog", "'bool'", "1") + "    ),\n"
+	if major >= 7 {
+		b += "    'Connectors' => array(\n" + def("rest_api", "'bool'", "0") + def("rest_fhir_api", "'bool'", "0") + "    ),\n"
+	}
+	return b + ");\n"
 }
 
 // Write writes the tree at root: files 0644, directories 0755, owned by UID:GID.

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/emrkit/emrkit/pkg/cron"
 	"github.com/emrkit/emrkit/pkg/fsutil"
@@ -191,22 +189,44 @@ func (h *host) openemr() []Check {
 		"the database password is readable by the web server's group only", "every local user can read the database password: "+strings.Join(readable, ", "), "emrkit apply"))
 
 	out = append(out, h.webDenies(in))
-	out = append(out, h.dbCheck("openemr.password-policy", "OpenEMR's password policy is as strong as configured", hipaaPasswords, func(db *sql.DB) Check {
-		var weak []string
-		for _, g := range cfg.OpenEMR.PasswordPolicy.Globals() {
-			var v string
-			err := db.QueryRowContext(h.ctx, "SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0", g.Name).Scan(&v)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return skipped("openemr.password-policy", "OpenEMR's password policy is as strong as configured", hipaaPasswords, err)
-			}
-			if n, err := strconv.Atoi(v); err != nil || !strongEnough(g.Name, n, g.Value) {
-				weak = append(weak, fmt.Sprintf("%s=%q (want %d)", g.Name, v, g.Value))
-			}
-		}
-		return check("openemr.password-policy", "OpenEMR's password policy is as strong as configured", hipaaPasswords, len(weak) == 0,
-			"the five password globals are at least as strict as openemr.password_policy", strings.Join(weak, ", "), "emrkit apply")
+	out = append(out, h.dbCheck("openemr.password-policy", passwordTitle, hipaaPasswords, func(db *sql.DB) Check {
+		return h.passwordPolicy(db, in)
 	}))
 	return out
+}
+
+const passwordTitle = "OpenEMR's password policy is as strong as configured"
+
+// passwordPolicy reads back the globals the installed version defines; those it does not are
+// a warning, never a pass read from rows OpenEMR ignores.
+func (h *host) passwordPolicy(db *sql.DB, in openemr.Install) Check {
+	const id = "openemr.password-policy"
+	policy, err := in.PasswordPolicy(h.env.Config.OpenEMR.PasswordPolicy)
+	if err != nil {
+		return skipped(id, passwordTitle, hipaaPasswords, err)
+	}
+	var weak, held []string
+	for _, g := range policy.Globals {
+		var v string
+		err := db.QueryRowContext(h.ctx, "SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0", g.Name).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return skipped(id, passwordTitle, hipaaPasswords, err)
+		}
+		if n, err := strconv.Atoi(v); err != nil || !strongEnough(g.Name, n, g.Value) {
+			weak = append(weak, fmt.Sprintf("%s=%q (want %d)", g.Name, v, g.Value))
+		} else {
+			held = append(held, g.Name)
+		}
+	}
+	c := check(id, passwordTitle, hipaaPasswords, len(weak) == 0,
+		fmt.Sprintf("%s at least as strict as openemr.password_policy", strings.Join(held, ", ")), strings.Join(weak, ", "), "emrkit apply")
+	if note := policy.Note(in.Version); note != "" {
+		c.Finding += "; " + note
+		if c.Status == Pass {
+			c.Status, c.Fix = Warn, "upgrade OpenEMR (the policy it can hold is in place)"
+		}
+	}
+	return c
 }
 
 // strongEnough compares a global with the policy: a stricter value passes too.
@@ -216,25 +236,4 @@ func strongEnough(name string, got, want int) bool {
 		return got > 0 && got <= want || want == 0 && got == 0
 	}
 	return got >= want
-}
-
-// webDenies asks Apache, over HTTP on this host, for a setup script and a document
-// directory: both must answer 403.
-func (h *host) webDenies(in openemr.Install) Check {
-	const id, title = "openemr.web-denies", "Apache refuses the setup scripts and patient documents (403)"
-	base := strings.TrimSuffix(h.env.OpenEMRURL, "/")
-	client := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	var wrong []string
-	for _, p := range []string{"/setup.php", "/sql_upgrade.php", "/sites/" + in.Site + "/documents/", "/sites/" + in.Site + "/sqlconf.php"} {
-		resp, err := client.Get(base + p)
-		if err != nil {
-			return skipped(id, title, hipaaAccess, fmt.Errorf("Apache does not answer at %s (%v); set openemr.url", base, err))
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			wrong = append(wrong, fmt.Sprintf("%s answers %d", p, resp.StatusCode))
-		}
-	}
-	return check(id, title, hipaaAccess, len(wrong) == 0, "403 for the scripts, documents and sqlconf.php at "+base,
-		strings.Join(wrong, ", "), "emrkit apply (the Apache snippet emrkit-openemr)")
 }

@@ -57,8 +57,20 @@ func (h *host) firewall() []Check {
 			closed = append(closed, strconv.Itoa(p))
 		}
 	}
-	out = append(out, check("firewall.ssh", sshTitle, hipaaAccess, len(closed) == 0, fmt.Sprintf("SSH %v reachable", ssh),
-		"SSH port(s) "+strings.Join(closed, ", ")+" are not allowed: the next session may be locked out", "emrkit firewall apply (or ufw allow PORT/tcp)"))
+	sshCheck := check("firewall.ssh", sshTitle, hipaaAccess, len(closed) == 0, fmt.Sprintf("SSH %v allowed, sshd listening", ssh),
+		"SSH port(s) "+strings.Join(closed, ", ")+" are not allowed: the next session may be locked out", "emrkit firewall apply (or ufw allow PORT/tcp)")
+	// An allowed port nobody listens on is no way in either: the rule alone proves nothing.
+	var silent []string
+	for _, p := range ssh {
+		if lerr == nil && !slices.Contains(listeners, p) {
+			silent = append(silent, strconv.Itoa(p))
+		}
+	}
+	if sshCheck.Status == Pass && len(silent) > 0 {
+		sshCheck.Status, sshCheck.Fix = Warn, "systemctl status ssh (or set firewall.ssh_port to the port sshd listens on)"
+		sshCheck.Finding = fmt.Sprintf("SSH %v is allowed, but nothing listens on %s from the network: no sshd answers there", ssh, strings.Join(silent, ", "))
+	}
+	out = append(out, sshCheck)
 
 	if lerr != nil {
 		return append(out, skipped("firewall.listeners", listenTitle, hipaaTransmit, lerr))

@@ -130,6 +130,61 @@ func TestStepsLockScriptsAndConfOnly(t *testing.T) {
 	}
 }
 
+// TestPasswordPolicyFollowsTheVersion: 4.1.1's own globals metadata has no minimum length and
+// no failed-login limit, and password_history is yes/no: emrkit writes three globals (history
+// as 1) and names the two it cannot enforce; 7.x defines all five.
+func TestPasswordPolicyFollowsTheVersion(t *testing.T) {
+	for _, c := range []struct {
+		major       int
+		want        string
+		unenforced  []string
+		versionName string
+	}{
+		{4, "secure_password=1 password_history=1 password_expiration_days=180", []string{"gbl_minimum_password_length", "password_max_failed_logins"}, "4.1.1"},
+		{7, "secure_password=1 gbl_minimum_password_length=12 password_history=5 password_expiration_days=180 password_max_failed_logins=10", nil, ""},
+	} {
+		root := filepath.Join(t.TempDir(), "openemr")
+		if err := (openemrfixture.Tree{Major: c.major, Database: "oe"}).Write(root); err != nil {
+			t.Fatal(err)
+		}
+		cfg := config.Default()
+		cfg.Profile, cfg.OpenEMR = "openemr", config.OpenEMR{Root: root, WebUser: "root"}
+		h, err := Steps(cfg, Env{Apache: apache.DefaultEnv()}, Since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range h.Steps {
+			if g, ok := s.(GlobalStep); ok {
+				got = append(got, g.Name+"="+strconv.Itoa(g.Value))
+			}
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("OpenEMR %d: globals %q, want %q", c.major, got, c.want)
+		}
+		in, _ := Detect(cfg.OpenEMR, nil)
+		p, err := in.PasswordPolicy(cfg.OpenEMR.PasswordPolicy)
+		if err != nil || !slices.Equal(p.Unenforceable, c.unenforced) {
+			t.Errorf("OpenEMR %d: unenforceable %q %v, want %q", c.major, p.Unenforceable, err, c.unenforced)
+		}
+		if note := p.Note(in.Version); c.versionName != "" && !strings.Contains(note, "OpenEMR "+c.versionName+" does not define gbl_minimum_password_length, password_max_failed_logins") ||
+			c.versionName == "" && note != "" {
+			t.Errorf("OpenEMR %d: note %q", c.major, note)
+		}
+	}
+	// Without its metadata emrkit does not guess which globals count: none is written, and it says so.
+	root := filepath.Join(t.TempDir(), "openemr")
+	(openemrfixture.Tree{Major: 7, Database: "oe"}).Write(root)
+	os.Remove(filepath.Join(root, GlobalsMetadata))
+	cfg := config.Default()
+	cfg.Profile, cfg.OpenEMR = "openemr", config.OpenEMR{Root: root, WebUser: "root"}
+	h, err := Steps(cfg, Env{Apache: apache.DefaultEnv()}, Since)
+	if err != nil || slices.ContainsFunc(h.Steps, func(s step.Step) bool { _, ok := s.(GlobalStep); return ok }) ||
+		len(h.notes) != 1 || !strings.Contains(h.notes[0], "globals metadata") {
+		t.Fatalf("no globals.inc.php: %v %q", err, h.notes)
+	}
+}
+
 // TestGlobals: apply, re-apply (nothing), an edit in OpenEMR's Globals screen between apply
 // and undo kept, every other row back: the full dump after undo equals the one before, but
 // for the kept edit.

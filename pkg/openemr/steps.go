@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/apache"
@@ -37,6 +38,8 @@ func DefaultEnv() Env { return Env{Roots: config.OpenEMRRoots, Apache: apache.De
 type Hardening struct {
 	Steps []step.Step
 	DB    *mariadb.Shared
+	// notes are what emrkit found it cannot change on this install.
+	notes []string
 }
 
 // Steps returns the hardening in run order: the scripts locked, every site's sqlconf.php,
@@ -77,11 +80,21 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 		What: "patient documents, setup scripts and contrib/ off the web", SinceVersion: since})
 	dbc := cfg.Database
 	dbc.Name = in.SQLConf.Database
-	db := &mariadb.Shared{Config: dbc}
-	for _, g := range cfg.OpenEMR.PasswordPolicy.Globals() {
-		steps = append(steps, GlobalStep{DB: db, Name: g.Name, Value: g.Value, SinceVersion: since})
+	h := Hardening{DB: &mariadb.Shared{Config: dbc}}
+	// Without the version's own list no global is written: a row OpenEMR does not read
+	// enforces nothing. The rest of the hardening does not wait for it.
+	policy, err := in.PasswordPolicy(cfg.OpenEMR.PasswordPolicy)
+	if err != nil {
+		h.notes = append(h.notes, err.Error()+"; the password globals are not written")
 	}
-	return Hardening{Steps: steps, DB: db}, nil
+	for _, g := range policy.Globals {
+		steps = append(steps, GlobalStep{DB: h.DB, Name: g.Name, Value: g.Value, SinceVersion: since})
+	}
+	if note := policy.Note(in.Version); note != "" {
+		h.notes = append(h.notes, note)
+	}
+	h.Steps = steps
+	return h, nil
 }
 
 // Undoers reverses every OpenEMR kind; conn is how to reach MariaDB (each entry names its
@@ -111,16 +124,17 @@ func sslSiteEnabled(a apache.Env) error {
 	return fail
 }
 
-// Warnings are what an OpenEMR host should know and emrkit does not change: MariaDB's
-// accounts.
-func Warnings(ctx context.Context, db *mariadb.Shared) []string {
-	conn, err := db.Get(ctx)
+// Warnings are what an OpenEMR host should know and emrkit does not change: the globals the
+// version cannot enforce, MariaDB's accounts.
+func (h Hardening) Warnings(ctx context.Context) []string {
+	out := slices.Clone(h.notes)
+	conn, err := h.DB.Get(ctx)
 	if err != nil {
-		return nil // deferred or failing: the steps say so
+		return out // deferred or failing: the steps say so
 	}
-	out, err := AccountWarnings(ctx, conn)
+	accounts, err := AccountWarnings(ctx, conn)
 	if err != nil {
-		out = append(out, err.Error())
+		accounts = append(accounts, err.Error())
 	}
-	return out
+	return append(out, accounts...)
 }

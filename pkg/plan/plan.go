@@ -194,7 +194,7 @@ func openemrHardening(e env) ([]step.Step, error) {
 	if h.DB != nil {
 		e.plan.shared = append(e.plan.shared, h.DB)
 		e.plan.openemrDB = h.DB
-		e.plan.Warnings = func(ctx context.Context) []string { return openemr.Warnings(ctx, h.DB) }
+		e.plan.Warnings = h.Warnings
 	}
 	return h.Steps, nil
 }
