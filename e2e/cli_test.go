@@ -58,7 +58,7 @@ func (h host) dump(t *testing.T) string {
 	return h.srv.Dump(t, h.db, "security", "SecurityArchive")
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func run(t *testing.T, bin string, env []string, args ...string) result {
 	return r
 }
 
-func read(t *testing.T, p string) string {
+func read(t testing.TB, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	must(t, err)

@@ -19,8 +19,8 @@ import (
 	"github.com/emrkit/emrkit/internal/openemrfixture"
 	"github.com/emrkit/emrkit/internal/testbin"
 	"github.com/emrkit/emrkit/pkg/doctor"
-	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/openemr"
 )
 
 // apacheLab is Debian's real apache2 serving a fixture OpenEMR tree on 127.0.0.1:8081, in a
@@ -28,7 +28,7 @@ import (
 // run and log directories are private copies, so nothing of the host's Apache is touched,
 // and a2enconf, apache2ctl and emrkit inside work on the real paths.
 type apacheLab struct {
-	t    *testing.T
+	t    testing.TB
 	pid  int // the namespace's keeper process
 	root string
 	priv string
@@ -49,7 +49,7 @@ const labSite = `Alias /openemr %[1]s
 </Location>
 `
 
-func newApacheLab(t *testing.T, root string) *apacheLab {
+func newApacheLab(t testing.TB, root string) *apacheLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the Apache lab needs root (namespaces, mounts); run `make test` as root")
@@ -143,7 +143,7 @@ func (l *apacheLab) codes(paths []string) map[string]int {
 }
 
 // treeSnapshot is every file's mode, owner and content hash under dir, for before/after checks.
-func treeSnapshot(t *testing.T, dir string) map[string]string {
+func treeSnapshot(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -199,7 +199,7 @@ type openEMRLabHost struct {
 	emrkit    func(args ...string) result
 }
 
-func newOpenEMRLabHost(t *testing.T, tree openemrfixture.Tree, extra string) openEMRLabHost {
+func newOpenEMRLabHost(t testing.TB, tree openemrfixture.Tree, extra string) openEMRLabHost {
 	t.Helper()
 	h := openEMRLabHost{dir: t.TempDir()}
 	// Apache's www-data walks down to the tree.
@@ -219,7 +219,7 @@ func newOpenEMRLabHost(t *testing.T, tree openemrfixture.Tree, extra string) ope
 	cfgPath := filepath.Join(h.dir, "emrkit.yaml")
 	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("profile: openemr\ndatabase: {socket: %s}\nopenemr: {root: %s%s}\nfirewall: {enable: false}\n"+
 		"paths: {state_dir: %s/state, backup_dir: %s/backups, cron_file: %s/cron}\n", dbc.Socket, h.root, extra, h.dir, h.dir, h.dir)), 0o600))
-	bin := testbin.Emrkit(t, "0.5.0-1")
+	bin := testbin.Emrkit(t, "") // this tree's release
 	h.lab = newApacheLab(t, h.root)
 	h.emrkit = func(args ...string) result {
 		t.Helper()
@@ -400,6 +400,13 @@ a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; apache2ctl gracef
 	}
 	if c := https("/openemr/index.php"); c != 200 {
 		t.Errorf("the login page over HTTPS answers %d, want 200", c)
+	}
+	// HSTS, because the admin sent HTTP to HTTPS: over HTTPS only.
+	if hd := l.sh("curl -skI https://127.0.0.1/openemr/index.php"); !strings.Contains(hd, "Strict-Transport-Security: max-age=31536000") {
+		t.Errorf("no HSTS over HTTPS with the redirect on:\n%s", hd)
+	}
+	if c := h.doctorCheck(t, "openemr.headers"); c.Status != doctor.Pass || !strings.Contains(c.Finding, "HSTS at https://127.0.0.1/openemr/") {
+		t.Errorf("doctor's headers with the redirect: %+v", c)
 	}
 	// Doctor, at the default url (http://127.0.0.1/openemr), follows the redirect and probes
 	// both schemes; over HTTPS it trusts the lab's self-signed certificate because Apache's
@@ -620,6 +627,114 @@ func TestOpenEMR411UnderRealApache(t *testing.T) {
 	}
 	if got := h.srv.Dump(t, "openemr"); got != dbBefore {
 		t.Errorf("database after undo differs:\n%s\nwant\n%s", got, dbBefore)
+	}
+}
+
+// labTLS is an admin's older settings, read after Debian's security.conf and before emrkit's zz-emrkit-security: TRACE on, the
+// signature with the version, every TLS version and the ciphers TLS 1.1 needs.
+const labTLS = "TraceEnable On\nServerTokens Full\nSSLProtocol all\nSSLCipherSuite DEFAULT:@SECLEVEL=0\n"
+
+// TestOpenEMRApacheHardening: with an SSL site on 443 and an admin's TRACE-on, TLS-1.0-on
+// settings, Apache before apply names its version, echoes TRACE, sends no security headers
+// and accepts TLS 1.1 (doctor FAILs each, curl shows it); after apply the headers are on the
+// tree's pages, the UI's pages still load, TRACE is 405, the version is gone and TLS 1.1 is
+// refused (doctor PASSes each); revert puts Apache's files, a2enmod's state and every answer back.
+func TestOpenEMRApacheHardening(t *testing.T) {
+	h := newOpenEMRLabHost(t, openemrfixture.Tree{Major: 7, Database: "openemr"}, "url: 'http://127.0.0.1:8081/openemr'")
+	l, emrkit := h.lab, h.emrkit
+	must(t, os.WriteFile(filepath.Join(l.priv, "etc", "conf-available", "site-admin-tls.conf"), []byte(labTLS), 0o644))
+	l.sh(`set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=openemr.lab -keyout /etc/apache2/lab.key -out /etc/apache2/lab.crt 2>/dev/null
+printf 'Listen 127.0.0.1:443\n<VirtualHost 127.0.0.1:443>\n\tSSLEngine on\n\tSSLCertificateFile /etc/apache2/lab.crt\n\tSSLCertificateKeyFile /etc/apache2/lab.key\n\tInclude /etc/apache2/sites-available/openemr.conf\n</VirtualHost>\n' >/etc/apache2/sites-available/openemr-ssl.conf
+a2enmod -q ssl >/dev/null; a2ensite -q openemr-ssl >/dev/null; a2enconf -q site-admin-tls >/dev/null; apache2ctl graceful`)
+	tls11 := func() string {
+		return l.run(nil, "curl", "-sk", "--tlsv1.1", "--tls-max", "1.1", "--ciphers", "DEFAULT:@SECLEVEL=0", "-o", "/dev/null", "-w", "%{http_code}",
+			"https://127.0.0.1/openemr/index.php").stdout
+	}
+	for deadline := time.Now().Add(10 * time.Second); tls11() != "200"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab's SSL site does not answer TLS 1.1: %s", l.sh("tail -5 /var/log/apache2/error.log"))
+		}
+	}
+	headers := func(path string) string {
+		return strings.ReplaceAll(l.sh("curl -sI http://127.0.0.1:8081"+path), "\r", "")
+	}
+	trace := func() string {
+		return l.run(nil, "curl", "-s", "-X", "TRACE", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8081/openemr/").stdout
+	}
+	ids := []string{"apache.version", "apache.trace", "openemr.headers", "apache.tls"}
+	doctorSays := func() map[string]doctor.Check {
+		out := map[string]doctor.Check{}
+		for _, id := range ids {
+			out[id] = h.doctorCheck(t, id)
+		}
+		return out
+	}
+	if hd := headers("/openemr/no-such-page"); !strings.Contains(hd, "Server: Apache/2.4") || strings.Contains(hd, "X-Frame-Options") {
+		t.Fatalf("before apply the lab should show its version and no headers:\n%s", hd)
+	}
+	if c := trace(); c != "200" {
+		t.Fatalf("before apply TRACE answers %s, want 200 (the lab's TraceEnable On)", c)
+	}
+	for id, c := range doctorSays() {
+		if c.Status != doctor.Fail {
+			t.Errorf("before apply doctor's %s is %s: %s", id, c.Status, c.Finding)
+		}
+	}
+	apacheBefore := l.apacheState()
+	paths := []string{"index.php", "portal/index.php", "interface/admin.php", "setup.php", "no-such-page"}
+	codesBefore := l.codes(paths)
+
+	if r := emrkit("apply"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	hd := headers("/openemr/index.php")
+	for _, want := range []string{"HTTP/1.1 200", "Server: Apache\n", "X-Content-Type-Options: nosniff", "Referrer-Policy: same-origin", "X-Frame-Options: SAMEORIGIN"} {
+		if !strings.Contains(hd, want) {
+			t.Errorf("the login page after apply lacks %q:\n%s", want, hd)
+		}
+	}
+	if strings.Contains(hd, "Strict-Transport-Security") {
+		t.Errorf("HSTS without openemr.https_redirect:\n%s", hd)
+	}
+	// The UI's own pages (framed by OpenEMR itself) still load.
+	for _, p := range []string{"/openemr/portal/index.php", "/openemr/interface/admin.php"} {
+		if c := l.code(p); c != 200 {
+			t.Errorf("after apply %s answers %d, want 200", p, c)
+		}
+	}
+	if body := l.sh("curl -s http://127.0.0.1:8081/openemr/no-such-page"); strings.Contains(body, "Server at") || strings.Contains(body, "Apache/2") {
+		t.Errorf("the 404 page after apply still signs with the version:\n%s", body)
+	}
+	if c := trace(); c != "405" {
+		t.Errorf("TRACE after apply answers %s, want 405", c)
+	}
+	if c := tls11(); c == "200" {
+		t.Error("TLS 1.1 is still accepted after apply")
+	}
+	for id, c := range doctorSays() {
+		if c.Status != doctor.Pass {
+			t.Errorf("after apply doctor's %s is %s: %s", id, c.Status, c.Finding)
+		}
+	}
+	if r := emrkit("apply"); r.code != 0 || !strings.Contains(r.stdout, "nothing to change") {
+		t.Errorf("second apply: %+v", r)
+	}
+
+	if r := emrkit("revert", "--all"); r.code != 0 {
+		t.Fatalf("revert: %+v", r)
+	}
+	if d := diffSnap(apacheBefore, l.apacheState()); len(d) > 0 {
+		t.Errorf("Apache's configuration or a2enmod's state after undo differs: %v", d)
+	}
+	if got := l.codes(paths); fmt.Sprint(got) != fmt.Sprint(codesBefore) {
+		t.Errorf("HTTP answers after undo:\n%v\nwant\n%v", got, codesBefore)
+	}
+	if c := trace(); c != "200" {
+		t.Errorf("TRACE after undo answers %s, want the lab's 200 back", c)
+	}
+	if c := tls11(); c != "200" {
+		t.Errorf("TLS 1.1 after undo: %s, want the lab's own setting back", c)
 	}
 }
 

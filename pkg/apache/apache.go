@@ -38,8 +38,9 @@ type Env struct {
 	Dir string
 	// StateDir is a2enconf's record of who enabled what (/var/lib/apache2).
 	StateDir string
-	// Ctl, EnConf and DisConf are apache2ctl, a2enconf and a2disconf.
-	Ctl, EnConf, DisConf string
+	// Ctl, EnConf, DisConf, EnMod and DisMod are apache2ctl, a2enconf, a2disconf, a2enmod
+	// and a2dismod.
+	Ctl, EnConf, DisConf, EnMod, DisMod string
 	// PIDFile tells whether Apache runs (Debian's envvars: /var/run/apache2/apache2.pid).
 	PIDFile string
 }
@@ -47,13 +48,24 @@ type Env struct {
 // DefaultEnv is Debian's Apache.
 func DefaultEnv() Env {
 	return Env{Dir: "/etc/apache2", StateDir: "/var/lib/apache2", Ctl: "/usr/sbin/apache2ctl",
-		EnConf: "/usr/sbin/a2enconf", DisConf: "/usr/sbin/a2disconf", PIDFile: "/var/run/apache2/apache2.pid"}
+		EnConf: "/usr/sbin/a2enconf", DisConf: "/usr/sbin/a2disconf", EnMod: "/usr/sbin/a2enmod", DisMod: "/usr/sbin/a2dismod",
+		PIDFile: "/var/run/apache2/apache2.pid"}
 }
 
-func (e Env) available(name string) string {
-	return filepath.Join(e.Dir, "conf-available", name+".conf")
+// unit is what a2enconf and a2enmod manage: a conf (conf-available/NAME.conf) or a module
+// (mods-available/NAME.load), with its tools and a2en*'s record directory.
+type unit struct{ dir, ext, state, en, dis string }
+
+func (e Env) conf() unit { return unit{"conf", ".conf", "conf", e.EnConf, e.DisConf} }
+func (e Env) mod() unit  { return unit{"mods", ".load", "module", e.EnMod, e.DisMod} }
+
+func (e Env) availablePath(u unit, name string) string {
+	return filepath.Join(e.Dir, u.dir+"-available", name+u.ext)
 }
-func (e Env) enabled(name string) string { return filepath.Join(e.Dir, "conf-enabled", name+".conf") }
+func (e Env) enabledPath(u unit, name string) string {
+	return filepath.Join(e.Dir, u.dir+"-enabled", name+u.ext)
+}
+func (e Env) available(name string) string { return e.availablePath(e.conf(), name) }
 
 // Installed reports whether Apache is on the host.
 func (e Env) Installed() bool {
@@ -80,6 +92,15 @@ func (e Env) ConfigTest(ctx context.Context) error {
 	return err
 }
 
+// testFirst is the configuration test before any change: a configuration broken by someone
+// else gets nothing added to it.
+func (e Env) testFirst(ctx context.Context) error {
+	if err := e.ConfigTest(ctx); err != nil {
+		return fmt.Errorf("Apache's configuration fails its test before emrkit changes anything (%v); fix it first", err)
+	}
+	return nil
+}
+
 // Running reports whether the Apache of PIDFile runs.
 func (e Env) Running() bool {
 	data, err := fsutil.ReadFile(e.PIDFile, fsutil.TextLimit)
@@ -103,35 +124,36 @@ func (e Env) reload(ctx context.Context) error {
 	return err
 }
 
-func (e Env) isEnabled(name string) bool {
-	target, err := filepath.EvalSymlinks(e.enabled(name))
+func (e Env) isEnabled(u unit, name string) bool {
+	target, err := filepath.EvalSymlinks(e.enabledPath(u, name))
 	if err != nil {
 		return false
 	}
-	want, err := filepath.EvalSymlinks(e.available(name))
+	want, err := filepath.EvalSymlinks(e.availablePath(u, name))
 	return err == nil && target == want
 }
 
-func (e Env) enable(ctx context.Context, name string) error {
-	if _, err := e.run(ctx, e.EnConf, "-m", "-q", name); err != nil {
+func (e Env) enable(ctx context.Context, u unit, name string) error {
+	tool := filepath.Base(u.en)
+	if _, err := e.run(ctx, u.en, "-m", "-q", name); err != nil {
 		return err
 	}
-	if !e.isEnabled(name) {
-		if _, err := os.Stat(filepath.Join(e.StateDir, "conf", "disabled_by_admin", name)); err == nil {
-			return fmt.Errorf("an admin disabled %s with a2disconf, and emrkit does not override that: "+
-				"`a2enconf %s` to have it, or set firewall and openemr options so it is not needed", name, name)
+	if !e.isEnabled(u, name) {
+		if _, err := os.Stat(filepath.Join(e.StateDir, u.state, "disabled_by_admin", name)); err == nil {
+			return fmt.Errorf("an admin disabled %s with %s, and emrkit does not override that: "+
+				"`%s %s` to have it, or set firewall and openemr options so it is not needed", name, filepath.Base(u.dis), tool, name)
 		}
-		return fmt.Errorf("a2enconf did not enable %s", name)
+		return fmt.Errorf("%s did not enable %s", tool, name)
 	}
 	return nil
 }
 
-func (e Env) disable(ctx context.Context, name string) error {
-	if _, err := e.run(ctx, e.DisConf, "-m", "-p", "-q", name); err != nil {
+func (e Env) disable(ctx context.Context, u unit, name string) error {
+	if _, err := e.run(ctx, u.dis, "-m", "-p", "-q", name); err != nil {
 		return err
 	}
-	// a2disconf -p leaves its empty record directory behind; a2enconf makes it again.
-	os.Remove(filepath.Join(e.StateDir, "conf", "disabled_by_maint"))
+	// a2dis* -p leaves its empty record directory behind; a2en* makes it again.
+	os.Remove(filepath.Join(e.StateDir, u.state, "disabled_by_maint"))
 	return nil
 }
 
@@ -182,7 +204,7 @@ func (s ConfStep) Check(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return bytes.Equal(cur, s.Content) && s.Env.isEnabled(s.Name), nil
+	return bytes.Equal(cur, s.Content) && s.Env.isEnabled(s.Env.conf(), s.Name), nil
 }
 
 func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, error) {
@@ -190,7 +212,7 @@ func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, er
 	cur, err := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
 	switch {
 	case err == nil:
-		b = before{Present: true, Content: cur, Enabled: s.Env.isEnabled(s.Name)}
+		b = before{Present: true, Content: cur, Enabled: s.Env.isEnabled(s.Env.conf(), s.Name)}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, nil, err
 	}
@@ -209,15 +231,15 @@ func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("%s: desired state: %w", s.ID(), err)
 	}
-	if err := s.Env.ConfigTest(ctx); err != nil {
-		return fmt.Errorf("Apache's configuration fails its test before emrkit changes anything (%v); fix it first", err)
+	if err := s.Env.testFirst(ctx); err != nil {
+		return err
 	}
 	prev, readErr := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
-	wasEnabled := s.Env.isEnabled(d.Name)
+	wasEnabled := s.Env.isEnabled(s.Env.conf(), d.Name)
 	if err := fsutil.WriteAtomic(s.Env.available(d.Name), d.Content, 0o644, nil); err != nil {
 		return err
 	}
-	err := s.Env.enable(ctx, d.Name)
+	err := s.Env.enable(ctx, s.Env.conf(), d.Name)
 	if err == nil {
 		if err = s.Env.ConfigTest(ctx); err != nil {
 			err = fmt.Errorf("with emrkit's %s, %w", s.Target(), err)
@@ -225,7 +247,7 @@ func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	}
 	if err != nil {
 		if !wasEnabled {
-			s.Env.disable(ctx, s.Name)
+			s.Env.disable(ctx, s.Env.conf(), s.Name)
 		}
 		if readErr == nil {
 			fsutil.WriteAtomic(s.Target(), prev, 0o644, nil)
@@ -260,8 +282,8 @@ func (u Undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string
 	case !bytes.Equal(cur, d.Content):
 		return step.Kept, path + " was edited since emrkit wrote it", nil
 	}
-	if u.Env.isEnabled(d.Name) && !b.Enabled {
-		if err := u.Env.disable(ctx, d.Name); err != nil {
+	if u.Env.isEnabled(u.Env.conf(), d.Name) && !b.Enabled {
+		if err := u.Env.disable(ctx, u.Env.conf(), d.Name); err != nil {
 			return 0, "", err
 		}
 	}
@@ -291,5 +313,5 @@ func (u Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return bytes.Equal(cur, d.Content) && u.Env.isEnabled(d.Name), nil
+	return bytes.Equal(cur, d.Content) && u.Env.isEnabled(u.Env.conf(), d.Name), nil
 }

@@ -67,6 +67,7 @@ const (
 	hipaaBackup     = "164.308(a)(7)(ii)(A) data backup plan"
 	hipaaTesting    = "164.308(a)(7)(ii)(D) testing and revision procedures"
 	hipaaEvaluation = "164.308(a)(8) evaluation"
+	hipaaRisk       = "164.308(a)(1)(ii)(B) risk management"
 )
 
 // Env is what doctor reads the host through.

@@ -189,6 +189,7 @@ func (h *host) openemr() []Check {
 		"the database password is readable by the web server's group only", "every local user can read the database password: "+strings.Join(readable, ", "), "emrkit apply"))
 
 	out = append(out, h.webDenies(in))
+	out = append(out, h.apacheChecks()...)
 	out = append(out, h.dbCheck("openemr.password-policy", passwordTitle, hipaaPasswords, func(db *sql.DB) Check {
 		return h.passwordPolicy(db, in)
 	}))

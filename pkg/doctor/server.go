@@ -200,7 +200,7 @@ func (h *host) mariadb() []Check {
 // coveredKinds are the journal kinds a check above already reports on: their drift is that
 // check's finding, not the journal's (one fault, one failing check).
 var coveredKinds = map[string]bool{
-	twofa.UserKind: true, managedfile.Kind: true, props.Kind: true, fileperm.Kind: true, apache.Kind: true, openemr.GlobalKind: true,
+	twofa.UserKind: true, managedfile.Kind: true, props.Kind: true, fileperm.Kind: true, apache.Kind: true, apache.ModKind: true, openemr.GlobalKind: true,
 	firewall.KindRule: true, firewall.KindEnable: true, firewall.KindPolicy: true, firewall.KindProfile: true,
 	pgp.KeyKind: true, pgp.HomeKind: true, pgp.SecretsKind: true,
 }

@@ -48,14 +48,12 @@ type endpoint struct {
 // 403. With openemr.https_redirect, or an https openemr.url, they are asked over HTTPS too.
 func (h *host) webDenies(in openemr.Install) Check {
 	const id = "openemr.web-denies"
-	base, err := url.Parse(strings.TrimSuffix(h.env.OpenEMRURL, "/"))
-	if err != nil || base.Host == "" || base.Scheme != "http" && base.Scheme != "https" {
-		return skipped(id, webTitle, hipaaAccess, fmt.Errorf("openemr.url %q is not an http:// or https:// URL; fix openemr.url", h.env.OpenEMRURL))
+	st, err := h.site()
+	if err != nil {
+		return skipped(id, webTitle, hipaaAccess, err)
 	}
-	apache := h.env.Host.OpenEMR.Apache
-	own := strings.TrimSuffix(base.Path, "/") + "/"
-	prefixes := []string{own}
-	more, err := apache.URLPrefixes(in.Roots())
+	prefixes := []string{st.own}
+	more, err := h.env.Host.OpenEMR.Apache.URLPrefixes(in.Roots())
 	if err != nil {
 		return skipped(id, webTitle, hipaaAccess, err)
 	}
@@ -64,24 +62,8 @@ func (h *host) webDenies(in openemr.Install) Check {
 			prefixes = append(prefixes, p)
 		}
 	}
-
-	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects}
-	var ends []endpoint
-	var wrong []string
-	if base.Scheme == "http" {
-		ends = append(ends, endpoint{origin: "http://" + base.Host, how: "plain HTTP", client: plain})
-	}
-	if base.Scheme == "https" || h.env.Config.OpenEMR.HTTPSRedirect {
-		tlsEnd, problem, err := h.httpsEndpoint(base, plain)
-		if err != nil {
-			return skipped(id, webTitle, hipaaAccess, err)
-		}
-		if problem != "" {
-			wrong = append(wrong, problem)
-		} else {
-			ends = append(ends, tlsEnd)
-		}
-	}
+	ends, own := st.ends, st.own
+	wrong := slices.Clone(st.problems)
 
 	probes := webProbes(in)
 	total := 0
@@ -123,6 +105,40 @@ func (h *host) webDenies(in openemr.Install) Check {
 		fmt.Sprintf("%d probes refused at %s (%s)", total, strings.Join(where, ", "), strings.Join(hows, "; ")),
 		fmt.Sprintf("%d of %d probes not refused (%s): %s", len(wrong), total, strings.Join(hows, "; "), finding),
 		"emrkit apply (the Apache snippet emrkit-openemr); a site that serves the tree elsewhere needs it too")
+}
+
+// site is how doctor reaches the local Apache: openemr.url, and the endpoints the probes go
+// to (plain HTTP for an http url; HTTPS for an https url or with openemr.https_redirect).
+type site struct {
+	base *url.URL
+	own  string // openemr.url's path, ending in /
+	ends []endpoint
+	// problems are findings of their own: a redirect that is not there.
+	problems []string
+}
+
+func (h *host) site() (site, error) {
+	base, err := url.Parse(strings.TrimSuffix(h.env.OpenEMRURL, "/"))
+	if err != nil || base.Host == "" || base.Scheme != "http" && base.Scheme != "https" {
+		return site{}, fmt.Errorf("openemr.url %q is not an http:// or https:// URL; fix openemr.url", h.env.OpenEMRURL)
+	}
+	st := site{base: base, own: strings.TrimSuffix(base.Path, "/") + "/"}
+	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects}
+	if base.Scheme == "http" {
+		st.ends = append(st.ends, endpoint{origin: "http://" + base.Host, how: "plain HTTP", client: plain})
+	}
+	if base.Scheme == "https" || h.env.Config.OpenEMR.HTTPSRedirect {
+		tlsEnd, problem, err := h.httpsEndpoint(base, plain)
+		if err != nil {
+			return site{}, err
+		}
+		if problem != "" {
+			st.problems = append(st.problems, problem)
+		} else {
+			st.ends = append(st.ends, tlsEnd)
+		}
+	}
+	return st, nil
 }
 
 // httpsEndpoint is where the probes go over HTTPS: openemr.url when it is https, or where the

@@ -88,3 +88,51 @@ func ApacheConf(roots []string, redirect bool) []byte {
 	}
 	return []byte(b.String())
 }
+
+// SecurityConfName is emrkit's server-wide snippet. Apache reads conf-enabled in name order
+// and the last ServerTokens wins: Debian's security.conf sets "ServerTokens OS", so this one
+// must come after it.
+const SecurityConfName = "zz-emrkit-security"
+
+// HeadersModule is the module the response headers need; Debian does not enable it.
+const HeadersModule = "headers"
+
+// SecurityHeaders are the response headers on the tree's paths, and their values. OpenEMR
+// frames its own pages (SAMEORIGIN keeps them working and stops another site framing the
+// login); same-origin keeps URLs with patient ids out of other sites' Referer.
+var SecurityHeaders = [][2]string{
+	{"X-Content-Type-Options", "nosniff"},
+	{"Referrer-Policy", "same-origin"},
+	{"X-Frame-Options", "SAMEORIGIN"},
+}
+
+// HSTS is the Strict-Transport-Security value, sent over HTTPS when openemr.https_redirect is
+// on: it binds the whole host name to HTTPS in browsers, so only an admin who sent HTTP to
+// HTTPS has said that is right.
+const HSTS = "max-age=31536000"
+
+// SecurityConf is the server-wide hardening beyond "Securing OpenEMR": no version in the
+// Server header or on error pages, no TRACE, TLS 1.2 and 1.3 only (a vhost's own SSLProtocol
+// still wins; doctor probes what is served), and the response headers on every root of the
+// tree. Each part sits in an <IfModule>, so the snippet never breaks a configuration that
+// lacks the module.
+func SecurityConf(roots []string, hsts bool) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by emrkit: Apache hardening for OpenEMR. `emrkit revert --all` removes it;\n")
+	fmt.Fprintf(&b, "# edits here are kept by emrkit's undo.\n")
+	fmt.Fprintf(&b, "ServerTokens Prod\nServerSignature Off\nTraceEnable Off\n")
+	fmt.Fprintf(&b, "<IfModule mod_ssl.c>\n\tSSLProtocol -all +TLSv1.2 +TLSv1.3\n</IfModule>\n")
+	fmt.Fprintf(&b, "<IfModule mod_headers.c>\n")
+	for _, root := range roots {
+		fmt.Fprintf(&b, "\t<Directory \"%s\">\n", root)
+		for _, h := range SecurityHeaders {
+			fmt.Fprintf(&b, "\t\tHeader always set %s \"%s\"\n", h[0], h[1])
+		}
+		if hsts {
+			fmt.Fprintf(&b, "\t\tHeader always set Strict-Transport-Security \"%s\" \"expr=%%{HTTPS} == 'on'\"\n", HSTS)
+		}
+		fmt.Fprintf(&b, "\t</Directory>\n")
+	}
+	fmt.Fprintf(&b, "</IfModule>\n")
+	return []byte(b.String())
+}

@@ -16,8 +16,12 @@ import (
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
-// Since is the release that introduced the OpenEMR steps.
-const Since = "0.5.0"
+// Since is the release that introduced the OpenEMR steps; SecuritySince the Apache hardening
+// beyond the guide.
+const (
+	Since         = "0.5.0"
+	SecuritySince = "0.8.0"
+)
 
 // InstallKind marks the one deferred step that stands for every OpenEMR step while OpenEMR
 // is not installed.
@@ -58,7 +62,7 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 		return Hardening{}, err
 	}
 	if cfg.OpenEMR.HTTPSRedirect {
-		if err := sslSiteEnabled(env.Apache); err != nil {
+		if err := SSLSiteEnabled(env.Apache); err != nil {
 			return Hardening{}, err
 		}
 	}
@@ -97,18 +101,38 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 	return h, nil
 }
 
+// SecuritySteps are the Apache hardening beyond the guide (SecurityConf and the module its
+// headers need), a release younger than the rest: a plan for an older release leaves them
+// out. OpenEMR not installed gives none: Steps' deferred step stands for them.
+func SecuritySteps(cfg config.Config, env Env, since string) ([]step.Step, error) {
+	in, err := Detect(cfg.OpenEMR, env.Roots)
+	var absent *NotInstalledError
+	if errors.As(err, &absent) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []step.Step{
+		apache.ModStep{Env: env.Apache, Name: HeadersModule, What: "for the response headers on OpenEMR's paths", SinceVersion: since},
+		apache.ConfStep{Env: env.Apache, Name: SecurityConfName, Content: SecurityConf(in.Roots(), cfg.OpenEMR.HTTPSRedirect),
+			What: "no version on show, no TRACE, TLS 1.2+, security headers", SinceVersion: since},
+	}, nil
+}
+
 // Undoers reverses every OpenEMR kind; conn is how to reach MariaDB (each entry names its
 // database).
 func Undoers(env Env, conn config.Database) step.Registry {
 	return step.Registry{
-		fileperm.Kind: fileperm.Undoer{},
-		apache.Kind:   apache.Undoer{Env: env.Apache},
-		GlobalKind:    GlobalUndoer{DB: &mariadb.Shared{Config: conn}},
+		fileperm.Kind:  fileperm.Undoer{},
+		apache.Kind:    apache.Undoer{Env: env.Apache},
+		apache.ModKind: apache.ModUndoer{Env: env.Apache},
+		GlobalKind:     GlobalUndoer{DB: &mariadb.Shared{Config: conn}},
 	}
 }
 
-// sslSiteEnabled is the condition of openemr.https_redirect: Apache serves HTTPS somewhere.
-func sslSiteEnabled(a apache.Env) error {
+// SSLSiteEnabled is the condition of openemr.https_redirect: Apache serves HTTPS somewhere.
+func SSLSiteEnabled(a apache.Env) error {
 	fail := errors.New("openemr.https_redirect: Apache has no SSL site enabled, and sending HTTP to HTTPS would cut " +
 		"OpenEMR off; enable one first (a2enmod ssl; a2ensite default-ssl, with your certificate) or set it to false")
 	if _, err := os.Stat(filepath.Join(a.Dir, "mods-enabled", "ssl.load")); err != nil {

@@ -107,6 +107,7 @@ var catalogue = []item{
 	{since: "0.1.0", build: pinCron},
 	{since: "0.1.0", build: totpSwitch},
 	{since: openemr.Since, build: openemrHardening},
+	{since: openemr.SecuritySince, build: openemrApacheSecurity},
 	{since: firewall.Since, build: firewallRules},
 	{since: firewall.HTTPSince, build: firewallHTTP},
 	{since: "0.5.0", build: backupSchedule},
@@ -197,6 +198,14 @@ func openemrHardening(e env) ([]step.Step, error) {
 		e.plan.Warnings = h.Warnings
 	}
 	return h.Steps, nil
+}
+
+// openemrApacheSecurity is Apache's hardening beyond "Securing OpenEMR".
+func openemrApacheSecurity(e env) ([]step.Step, error) {
+	if e.cfg.Profile != "openemr" {
+		return nil, nil
+	}
+	return openemr.SecuritySteps(e.cfg, e.host.OpenEMR, e.since)
 }
 
 // backupSchedule installs backup.schedule's cron entry, beside the PIN job's. Backups are
