@@ -10,7 +10,7 @@ debootstrap lintian piuparts dpkg-dev
 ufw iptables iproute2 netcat-openbsd
 gnupg pgpgpg oathtool
 cron debconf-utils
-apache2 curl openssl
+apache2 libapache2-mod-php curl openssl
 openssh-client openssh-server adduser
 "
 

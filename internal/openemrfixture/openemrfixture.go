@@ -123,12 +123,37 @@ func (t Tree) Write(root string) error {
 
 // GlobalsSQL creates OpenEMR's `globals` table with two of the five password globals set to
 // OpenEMR 7.0's defaults, one set to a weak value, and two missing (an install older than
-// the global, or a row deleted by hand), plus unrelated rows.
+// the global, or a row deleted by hand), OpenEMR's defaults for the idle logoff, the audit log,
+// the per-address lockout and the APIs, plus unrelated rows.
 const GlobalsSQL = "CREATE TABLE `globals` (`gl_name` varchar(63) NOT NULL, `gl_index` int(11) NOT NULL DEFAULT 0, " +
 	"`gl_value` varchar(255) NOT NULL DEFAULT '', PRIMARY KEY (`gl_name`, `gl_index`)) ENGINE=InnoDB;\n" +
 	"INSERT INTO globals (gl_name, gl_index, gl_value) VALUES ('secure_password', 0, '1'), ('password_history', 0, '5'), " +
 	"('gbl_minimum_password_length', 0, '6'), ('timeout', 0, '7200'), ('language_default', 0, 'English (Standard)'), " +
-	"('css_header', 0, 'style_light.css'), ('css_header', 1, 'x');\n"
+	"('css_header', 0, 'style_light.css'), ('css_header', 1, 'x'), ('enable_auditlog', 0, '1'), ('ip_max_failed_logins', 0, '100'), " +
+	"('rest_api', 0, '0'), ('rest_fhir_api', 0, '0');\n"
+
+// UsersSQL creates OpenEMR's users (cut to a few columns), users_secure (where the password
+// hash lives) and, from 5.0.2 on, login_mfa_registrations: admin (active, TOTP registered),
+// doctor (active, no MFA), former (inactive), and a row without a username (a group, as
+// OpenEMR keeps them). Statements are separated by ";\n".
+func UsersSQL(major int) string {
+	q := "CREATE TABLE `users` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `username` varchar(255) DEFAULT NULL, " +
+		"`fname` varchar(255) DEFAULT NULL, `lname` varchar(255) DEFAULT NULL, `active` tinyint(1) NOT NULL DEFAULT 1, " +
+		"PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
+		"CREATE TABLE IF NOT EXISTS `users_secure` (`id` bigint(20) NOT NULL, `username` varchar(255) DEFAULT NULL, " +
+		"`password` varchar(255) DEFAULT NULL, PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
+		"INSERT INTO users (id, username, fname, lname, active) VALUES (1, 'admin', 'Admin', 'Fixture', 1), " +
+		"(2, 'doctor', 'Doc', 'Fixture', 1), (3, 'former', 'Gone', 'Fixture', 0), (4, '', 'Group', 'Fixture', 1);\n" +
+		"INSERT IGNORE INTO users_secure (id, username, password) VALUES (1, 'admin', '$2y$10$adminfixturehash'), " +
+		"(2, 'doctor', '$2y$10$doctorfixturehash'), (3, 'former', '$2y$10$formerfixturehash');\n"
+	if major >= 7 {
+		q += "CREATE TABLE `login_mfa_registrations` (`user_id` bigint(20) NOT NULL, `name` varchar(30) NOT NULL, " +
+			"`last_challenge` datetime DEFAULT NULL, `method` varchar(31) NOT NULL, `var1` text, `var2` text, " +
+			"PRIMARY KEY (`user_id`, `name`)) ENGINE=InnoDB;\n" +
+			"INSERT INTO login_mfa_registrations (user_id, name, method, var1) VALUES (1, 'phone', 'TOTP', 'fixture-encrypted-secret');\n"
+	}
+	return q
+}
 
 // PortalSQL creates the tables an offsite portal uses (patient_access_onsite as in OpenEMR's
 // sql/database.sql, patient_data and openemr_postcalendar_events cut to a few columns) and
@@ -144,7 +169,7 @@ const PortalSQL = "CREATE TABLE `patient_access_onsite` (`id` INT NOT NULL AUTO_
 	"PRIMARY KEY (`id`), UNIQUE KEY `pid` (`pid`)) ENGINE=InnoDB;\n" +
 	"CREATE TABLE `openemr_postcalendar_events` (`pc_eid` int(11) unsigned NOT NULL AUTO_INCREMENT, `pc_pid` varchar(11) DEFAULT NULL, " +
 	"`pc_title` varchar(150) DEFAULT NULL, `pc_eventDate` date NOT NULL DEFAULT '0000-00-00', PRIMARY KEY (`pc_eid`)) ENGINE=InnoDB;\n" +
-	"CREATE TABLE `users_secure` (`id` bigint(20) NOT NULL, `username` varchar(255) DEFAULT NULL, `password` varchar(255) DEFAULT NULL, " +
+	"CREATE TABLE IF NOT EXISTS `users_secure` (`id` bigint(20) NOT NULL, `username` varchar(255) DEFAULT NULL, `password` varchar(255) DEFAULT NULL, " +
 	"PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
 	"CREATE TABLE `pnotes` (`id` bigint(20) NOT NULL AUTO_INCREMENT, `pid` bigint(20) DEFAULT NULL, `body` longtext, " +
 	"PRIMARY KEY (`id`)) ENGINE=InnoDB;\n" +
@@ -152,5 +177,5 @@ const PortalSQL = "CREATE TABLE `patient_access_onsite` (`id` INT NOT NULL AUTO_
 	"(1, 'Ada', 'Lovelace', '1815-12-10', '123-45-6789', 'YES'), (2, 'Alan', 'Turing', '1912-06-23', '987-65-4321', 'NO');\n" +
 	"INSERT INTO patient_access_onsite (pid, portal_username, portal_pwd, portal_pwd_status) VALUES (1, 'ada', '$2y$10$fixturehash', 1);\n" +
 	"INSERT INTO openemr_postcalendar_events (pc_pid, pc_title, pc_eventDate) VALUES ('1', 'Office Visit', '2026-12-10');\n" +
-	"INSERT INTO users_secure (id, username, password) VALUES (1, 'admin', '$2y$10$adminfixturehash');\n" +
+	"INSERT IGNORE INTO users_secure (id, username, password) VALUES (1, 'admin', '$2y$10$adminfixturehash');\n" +
 	"INSERT INTO pnotes (pid, body) VALUES (1, 'fixture clinical note: not for the portal');\n"

@@ -114,9 +114,9 @@ func (e Env) Running() bool {
 	return syscall.Kill(pid, 0) == nil
 }
 
-// reload makes a running Apache read its configuration again, gracefully: apache2ctl tests
+// Reload makes a running Apache read its configuration again, gracefully: apache2ctl tests
 // the configuration first and leaves Apache as it is when the test fails.
-func (e Env) reload(ctx context.Context) error {
+func (e Env) Reload(ctx context.Context) error {
 	if !e.Running() {
 		return nil
 	}
@@ -256,7 +256,7 @@ func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 		}
 		return fmt.Errorf("%v; nothing was changed", err)
 	}
-	return s.Env.reload(ctx)
+	return s.Env.Reload(ctx)
 }
 
 // Undoer disables and removes the snippet while it still holds emrkit's content.
@@ -298,7 +298,7 @@ func (u Undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string
 	if err := u.Env.ConfigTest(ctx); err != nil {
 		return step.Restored, fmt.Sprintf("not reloaded: Apache's configuration fails its test without emrkit's snippet (%v)", err), nil
 	}
-	return step.Restored, "", u.Env.reload(ctx)
+	return step.Restored, "", u.Env.Reload(ctx)
 }
 
 func (u Undoer) Holds(_ context.Context, e journal.Entry) (bool, error) {

@@ -71,7 +71,7 @@ func (s ModStep) Apply(ctx context.Context, raw json.RawMessage) error {
 		s.Env.disable(ctx, s.Env.mod(), d.Name)
 		return fmt.Errorf("with module %s, %w; nothing was changed", d.Name, err)
 	}
-	return s.Env.reload(ctx)
+	return s.Env.Reload(ctx)
 }
 
 // ModUndoer disables a module emrkit enabled; one that was on before stays on.
@@ -98,7 +98,7 @@ func (u ModUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, str
 		}
 		return step.Kept, fmt.Sprintf("module %s is kept: Apache's configuration needs it now (%v)", d.Name, err), nil
 	}
-	return step.Restored, "", u.Env.reload(ctx)
+	return step.Restored, "", u.Env.Reload(ctx)
 }
 
 func (u ModUndoer) Holds(_ context.Context, e journal.Entry) (bool, error) {

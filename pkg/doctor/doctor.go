@@ -68,6 +68,8 @@ const (
 	hipaaTesting    = "164.308(a)(7)(ii)(D) testing and revision procedures"
 	hipaaEvaluation = "164.308(a)(8) evaluation"
 	hipaaRisk       = "164.308(a)(1)(ii)(B) risk management"
+	hipaaLogoff     = "164.312(a)(2)(iii) automatic logoff"
+	hipaaAudit      = "164.312(b) audit controls"
 )
 
 // Env is what doctor reads the host through.
@@ -80,6 +82,8 @@ type Env struct {
 	ProcNet string
 	// OpenEMRURL is where Apache serves OpenEMR, probed for its denies.
 	OpenEMRURL string
+	// Verbose names what a finding only counts (OpenEMR's users without MFA).
+	Verbose bool
 }
 
 // Run checks the host for profile.
@@ -100,7 +104,7 @@ func Run(ctx context.Context, env Env, profile string) Report {
 	} else {
 		groups = append(groups, h.openemr)
 	}
-	groups = append(groups, h.firewall, h.mariadb, h.journal, h.backups)
+	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups)
 	for _, g := range groups {
 		r.Checks = append(r.Checks, g()...)
 	}

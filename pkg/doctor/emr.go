@@ -190,6 +190,8 @@ func (h *host) openemr() []Check {
 
 	out = append(out, h.webDenies(in))
 	out = append(out, h.apacheChecks()...)
+	out = append(out, h.php())
+	out = append(out, h.openemrPolicy(in)...)
 	out = append(out, h.dbCheck("openemr.password-policy", passwordTitle, hipaaPasswords, func(db *sql.DB) Check {
 		return h.passwordPolicy(db, in)
 	}))
@@ -208,9 +210,8 @@ func (h *host) passwordPolicy(db *sql.DB, in openemr.Install) Check {
 	}
 	var weak, held []string
 	for _, g := range policy.Globals {
-		var v string
-		err := db.QueryRowContext(h.ctx, "SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0", g.Name).Scan(&v)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		v, _, err := openemr.ReadGlobal(h.ctx, db, g.Name)
+		if err != nil {
 			return skipped(id, passwordTitle, hipaaPasswords, err)
 		}
 		if n, err := strconv.Atoi(v); err != nil || !strongEnough(g.Name, n, g.Value) {

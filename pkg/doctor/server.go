@@ -21,6 +21,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/openemr"
 	"github.com/emrkit/emrkit/pkg/pgp"
+	"github.com/emrkit/emrkit/pkg/phpini"
 	"github.com/emrkit/emrkit/pkg/props"
 	"github.com/emrkit/emrkit/pkg/step"
 	"github.com/emrkit/emrkit/pkg/twofa"
@@ -200,7 +201,7 @@ func (h *host) mariadb() []Check {
 // coveredKinds are the journal kinds a check above already reports on: their drift is that
 // check's finding, not the journal's (one fault, one failing check).
 var coveredKinds = map[string]bool{
-	twofa.UserKind: true, managedfile.Kind: true, props.Kind: true, fileperm.Kind: true, apache.Kind: true, apache.ModKind: true, openemr.GlobalKind: true,
+	twofa.UserKind: true, managedfile.Kind: true, props.Kind: true, fileperm.Kind: true, apache.Kind: true, apache.ModKind: true, phpini.Kind: true, openemr.GlobalKind: true,
 	firewall.KindRule: true, firewall.KindEnable: true, firewall.KindPolicy: true, firewall.KindProfile: true,
 	pgp.KeyKind: true, pgp.HomeKind: true, pgp.SecretsKind: true,
 }

@@ -45,8 +45,8 @@ func (s GlobalStep) Describe() string {
 	return fmt.Sprintf("OpenEMR global %s = %d", s.Name, s.Value)
 }
 
-// readGlobal returns the row's value, and whether it is there.
-func readGlobal(ctx context.Context, db *sql.DB, name string) (string, bool, error) {
+// ReadGlobal returns the row's value, and whether it is there.
+func ReadGlobal(ctx context.Context, db *sql.DB, name string) (string, bool, error) {
 	var v string
 	err := db.QueryRowContext(ctx, "SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0", name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -63,7 +63,7 @@ func (s GlobalStep) read(ctx context.Context) (*sql.DB, string, bool, error) {
 	if err != nil {
 		return nil, "", false, err
 	}
-	v, ok, err := readGlobal(ctx, db, s.Name)
+	v, ok, err := ReadGlobal(ctx, db, s.Name)
 	return db, v, ok, err
 }
 
@@ -146,7 +146,7 @@ func (u GlobalUndoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, 
 	if n, _ := res.RowsAffected(); n == 1 {
 		return step.Restored, "", nil
 	}
-	cur, ok, err := readGlobal(ctx, db, d.Name)
+	cur, ok, err := ReadGlobal(ctx, db, d.Name)
 	switch {
 	case err != nil:
 		return 0, "", err
@@ -168,6 +168,6 @@ func (u GlobalUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error) 
 		return false, err
 	}
 	defer done()
-	cur, ok, err := readGlobal(ctx, db, d.Name)
+	cur, ok, err := ReadGlobal(ctx, db, d.Name)
 	return ok && cur == d.Value, err
 }

@@ -28,19 +28,29 @@ type Policy struct {
 	Unenforceable []string
 }
 
-// PasswordPolicy reads the tree's globals metadata and keeps what it defines of p.
-func (in Install) PasswordPolicy(p config.PasswordPolicy) (Policy, error) {
+// Globals reads the tree's globals metadata: each global the version defines, with its type
+// ("bool", "num", ...; "" for a list of choices).
+func (in Install) Globals() (map[string]string, error) {
 	path := filepath.Join(in.Root, GlobalsMetadata)
 	data, err := fsutil.ReadFile(path, fsutil.TextLimit)
 	if err != nil {
-		return Policy{}, fmt.Errorf("read OpenEMR's globals metadata (emrkit writes only the globals the installed version defines): %w", err)
+		return nil, fmt.Errorf("read OpenEMR's globals metadata (emrkit writes only the globals the installed version defines): %w", err)
 	}
 	types := map[string]string{}
 	for _, m := range globalDefinition.FindAllStringSubmatch(withoutComments(string(data)), -1) {
 		types[m[1]] = m[2]
 	}
 	if len(types) == 0 {
-		return Policy{}, fmt.Errorf("%s defines no globals: not OpenEMR's globals metadata", path)
+		return nil, fmt.Errorf("%s defines no globals: not OpenEMR's globals metadata", path)
+	}
+	return types, nil
+}
+
+// PasswordPolicy keeps what the installed version defines of p.
+func (in Install) PasswordPolicy(p config.PasswordPolicy) (Policy, error) {
+	types, err := in.Globals()
+	if err != nil {
+		return Policy{}, err
 	}
 	var out Policy
 	for _, g := range p.Globals() {

@@ -13,6 +13,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/fileperm"
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/phpini"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -32,10 +33,13 @@ type Env struct {
 	// Roots are probed, in order, when openemr.root is empty.
 	Roots  []string
 	Apache apache.Env
+	PHP    phpini.Env
 }
 
 // DefaultEnv is a Debian host.
-func DefaultEnv() Env { return Env{Roots: config.OpenEMRRoots, Apache: apache.DefaultEnv()} }
+func DefaultEnv() Env {
+	return Env{Roots: config.OpenEMRRoots, Apache: apache.DefaultEnv(), PHP: phpini.DefaultEnv()}
+}
 
 // Hardening is the steps for cfg's OpenEMR and the database connection they share (the
 // caller closes it).
@@ -101,8 +105,8 @@ func Steps(cfg config.Config, env Env, since string) (Hardening, error) {
 	return h, nil
 }
 
-// SecuritySteps are the Apache hardening beyond the guide (SecurityConf and the module its
-// headers need), a release younger than the rest: a plan for an older release leaves them
+// SecuritySteps are the Apache and PHP hardening beyond the guide (SecurityConf, the module
+// its headers need, the PHP drop-in of each mod_php), a release younger than the rest: a plan for an older release leaves them
 // out. OpenEMR not installed gives none: Steps' deferred step stands for them.
 func SecuritySteps(cfg config.Config, env Env, since string) ([]step.Step, error) {
 	in, err := Detect(cfg.OpenEMR, env.Roots)
@@ -113,11 +117,24 @@ func SecuritySteps(cfg config.Config, env Env, since string) ([]step.Step, error
 	if err != nil {
 		return nil, err
 	}
-	return []step.Step{
+	steps := []step.Step{
 		apache.ModStep{Env: env.Apache, Name: HeadersModule, What: "for the response headers on OpenEMR's paths", SinceVersion: since},
 		apache.ConfStep{Env: env.Apache, Name: SecurityConfName, Content: SecurityConf(in.Roots(), cfg.OpenEMR.HTTPSRedirect),
 			What: "no version on show, no TRACE, TLS 1.2+, security headers", SinceVersion: since},
-	}, nil
+	}
+	// PHP under Apache's mod_php; PHP-FPM reads its own pools, which emrkit leaves alone.
+	sapis, err := env.PHP.SAPIDirs()
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range sapis {
+		s, err := phpini.NewStep(dir, cfg.OpenEMR.HTTPSRedirect, env.Apache, since)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
 }
 
 // Undoers reverses every OpenEMR kind; conn is how to reach MariaDB (each entry names its
@@ -127,6 +144,7 @@ func Undoers(env Env, conn config.Database) step.Registry {
 		fileperm.Kind:  fileperm.Undoer{},
 		apache.Kind:    apache.Undoer{Env: env.Apache},
 		apache.ModKind: apache.ModUndoer{Env: env.Apache},
+		phpini.Kind:    phpini.Undoer{Apache: env.Apache},
 		GlobalKind:     GlobalUndoer{DB: &mariadb.Shared{Config: conn}},
 	}
 }

@@ -23,6 +23,7 @@ import (
 type Options struct {
 	F       *cmdutil.Factory
 	JSON    bool
+	Verbose bool
 	Profile string // "" = the configuration's
 }
 
@@ -52,6 +53,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the report as JSON (for monitoring)")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "name what findings only count (OpenEMR's users without MFA)")
 	cmd.Flags().StringVar(&o.Profile, "profile", "", "check as `oscar` or `openemr` (default: the configured profile)")
 	return cmd
 }
@@ -83,7 +85,7 @@ func Run(ctx context.Context, o *Options, cfg config.Config) error {
 	if profile != "oscar" && profile != "openemr" {
 		return cmdutil.Usage(fmt.Errorf("--profile %q: give oscar or openemr", profile))
 	}
-	r := doctor.Run(ctx, doctor.Env{Config: cfg, Host: o.F.Host, Version: o.F.Version, OpenEMRURL: cfg.OpenEMR.BaseURL()}, profile)
+	r := doctor.Run(ctx, doctor.Env{Config: cfg, Host: o.F.Host, Version: o.F.Version, OpenEMRURL: cfg.OpenEMR.BaseURL(), Verbose: o.Verbose}, profile)
 	var err error
 	if o.JSON {
 		err = r.JSON(o.F.Out)
