@@ -92,13 +92,27 @@ func (e Env) ConfigTest(ctx context.Context) error {
 	return err
 }
 
-// testFirst is the configuration test before any change: a configuration broken by someone
-// else gets nothing added to it.
-func (e Env) testFirst(ctx context.Context) error {
-	if err := e.ConfigTest(ctx); err != nil {
-		return fmt.Errorf("Apache's configuration fails its test before emrkit changes anything (%v); fix it first", err)
+// activate makes Apache take a change just made. A running Apache is reloaded gracefully
+// (apache2ctl tests the configuration first and keeps serving the old one when the test
+// fails), a stopped one is only tested: one test per change, not one before and one after.
+// When the test fails, rollback puts the change back and a second test says whose the fault
+// is: a configuration that fails without the change was broken by someone else, and gets
+// nothing of emrkit's added to it.
+func (e Env) activate(ctx context.Context, change string, rollback func()) error {
+	var err error
+	if e.Running() {
+		_, err = e.run(ctx, e.Ctl, "graceful")
+	} else {
+		err = e.ConfigTest(ctx)
 	}
-	return nil
+	if err == nil {
+		return nil
+	}
+	rollback()
+	if before := e.ConfigTest(ctx); before != nil {
+		return fmt.Errorf("Apache's configuration fails its test even without emrkit's change (%v); fix it first: emrkit left it as it was", before)
+	}
+	return fmt.Errorf("with %s, %w; nothing was changed", change, err)
 }
 
 // Running reports whether the Apache of PIDFile runs.
@@ -224,39 +238,33 @@ func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, er
 	return d, bb, err
 }
 
-// Apply writes and enables the snippet between two configuration tests; when the second
+// Apply writes and enables the snippet and has Apache take it; when its configuration test
 // fails, what was there before is put back.
 func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	var d desired
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("%s: desired state: %w", s.ID(), err)
 	}
-	if err := s.Env.testFirst(ctx); err != nil {
-		return err
-	}
 	prev, readErr := fsutil.ReadFile(s.Target(), fsutil.TextLimit)
 	wasEnabled := s.Env.isEnabled(s.Env.conf(), d.Name)
-	if err := fsutil.WriteAtomic(s.Env.available(d.Name), d.Content, 0o644, nil); err != nil {
-		return err
-	}
-	err := s.Env.enable(ctx, s.Env.conf(), d.Name)
-	if err == nil {
-		if err = s.Env.ConfigTest(ctx); err != nil {
-			err = fmt.Errorf("with emrkit's %s, %w", s.Target(), err)
-		}
-	}
-	if err != nil {
+	rollback := func() {
 		if !wasEnabled {
-			s.Env.disable(ctx, s.Env.conf(), s.Name)
+			s.Env.disable(ctx, s.Env.conf(), d.Name)
 		}
 		if readErr == nil {
 			fsutil.WriteAtomic(s.Target(), prev, 0o644, nil)
 		} else {
 			os.Remove(s.Target())
 		}
+	}
+	if err := fsutil.WriteAtomic(s.Env.available(d.Name), d.Content, 0o644, nil); err != nil {
+		return err
+	}
+	if err := s.Env.enable(ctx, s.Env.conf(), d.Name); err != nil {
+		rollback()
 		return fmt.Errorf("%v; nothing was changed", err)
 	}
-	return s.Env.Reload(ctx)
+	return s.Env.activate(ctx, "emrkit's "+s.Target(), rollback)
 }
 
 // Undoer disables and removes the snippet while it still holds emrkit's content.

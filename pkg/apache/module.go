@@ -54,24 +54,17 @@ func (s ModStep) Capture(context.Context) (json.RawMessage, json.RawMessage, err
 	return d, b, err
 }
 
-// Apply enables the module between two configuration tests and reloads a running Apache
-// (a graceful restart loads it); a failing test disables it again.
+// Apply enables the module and has Apache take it (a graceful restart loads it); a failing
+// configuration test disables it again.
 func (s ModStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	var d modDesired
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("%s: desired state: %w", s.ID(), err)
 	}
-	if err := s.Env.testFirst(ctx); err != nil {
-		return err
-	}
 	if err := s.Env.enable(ctx, s.Env.mod(), d.Name); err != nil {
 		return err
 	}
-	if err := s.Env.ConfigTest(ctx); err != nil {
-		s.Env.disable(ctx, s.Env.mod(), d.Name)
-		return fmt.Errorf("with module %s, %w; nothing was changed", d.Name, err)
-	}
-	return s.Env.Reload(ctx)
+	return s.Env.activate(ctx, "module "+d.Name, func() { s.Env.disable(ctx, s.Env.mod(), d.Name) })
 }
 
 // ModUndoer disables a module emrkit enabled; one that was on before stays on.
