@@ -11,6 +11,12 @@ import (
 
 const phpTitle = "PHP under Apache has OpenEMR's limits and safe session cookies, and shows no version or errors"
 
+// phpSwitch is a PHP boolean setting and the value doctor wants it at.
+type phpSwitch struct {
+	name string
+	on   bool
+}
+
 // php reads the settings each mod_php loads (php.ini, then conf.d, emrkit's drop-in
 // included) and asks the login page whether PHP names itself (X-Powered-By).
 func (h *host) php() Check {
@@ -36,13 +42,13 @@ func (h *host) php() Check {
 				problems = append(problems, fmt.Sprintf("%s %s=%q (OpenEMR asks %s)", where, l.Name, cur[l.Name], l.Value))
 			}
 		}
-		want := map[string]bool{"session.use_strict_mode": true, "session.cookie_httponly": true, "expose_php": false, "display_errors": false}
+		want := []phpSwitch{{"session.use_strict_mode", true}, {"session.cookie_httponly", true}, {"expose_php", false}, {"display_errors", false}}
 		if h.env.Config.OpenEMR.HTTPSRedirect {
-			want["session.cookie_secure"] = true
+			want = append(want, phpSwitch{"session.cookie_secure", true})
 		}
-		for _, k := range []string{"session.use_strict_mode", "session.cookie_httponly", "session.cookie_secure", "expose_php", "display_errors"} {
-			if w, ok := want[k]; ok && phpini.On(cur[k]) != w {
-				problems = append(problems, fmt.Sprintf("%s %s=%q", where, k, cur[k]))
+		for _, w := range want {
+			if phpini.On(cur[w.name]) != w.on {
+				problems = append(problems, fmt.Sprintf("%s %s=%q", where, w.name, cur[w.name]))
 			}
 		}
 		if s := strings.ToLower(cur["session.cookie_samesite"]); s != "lax" && s != "strict" {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -249,7 +248,7 @@ func (u Undoer) Undo(ctx context.Context, e journal.Entry) (step.Outcome, string
 	if err != nil || out != step.Restored {
 		return out, note, err
 	}
-	if _, statErr := os.Stat(u.Apache.Ctl); statErr != nil {
+	if !u.Apache.Installed() {
 		return out, note, nil // Apache is gone: nothing to reload
 	}
 	return out, note, u.Apache.Reload(ctx)
