@@ -1,9 +1,9 @@
-// Package apache owns emrkit's configuration of Debian's Apache: one conf snippet in
-// conf-available, enabled with a2enconf (journal kind "apache.conf"). Before the snippet is
-// enabled the whole configuration must pass `apache2ctl configtest`, and it must pass again
-// with the snippet in: a failing test puts everything back and changes nothing. A running
-// Apache is reloaded gracefully (no request is cut); a stopped one reads the snippet when it
-// starts. Undo disables the snippet, removes it (only while it still holds emrkit's content)
+// Package apache owns emrkit's configuration of Debian's Apache: conf snippets in
+// conf-available, enabled with a2enconf (journal kind "apache.conf"), and the modules they
+// need (apache.mod). With each change the whole configuration must pass `apache2ctl
+// configtest`: a failing test puts everything back and changes nothing. A running Apache is
+// reloaded gracefully (no request is cut) once per run, after all of them (Env.Activation);
+// a stopped one reads them when it starts. Undo disables the snippet, removes it (only while it still holds emrkit's content)
 // and reloads. The snippet is enabled and disabled in a2enconf's maintainer mode (-m, and -p
 // on disable), which leaves no trace in /var/lib/apache2 after undo and respects an admin
 // who disabled it on purpose.
@@ -92,19 +92,12 @@ func (e Env) ConfigTest(ctx context.Context) error {
 	return err
 }
 
-// activate makes Apache take a change just made. A running Apache is reloaded gracefully
-// (apache2ctl tests the configuration first and keeps serving the old one when the test
-// fails), a stopped one is only tested: one test per change, not one before and one after.
-// When the test fails, rollback puts the change back and a second test says whose the fault
-// is: a configuration that fails without the change was broken by someone else, and gets
-// nothing of emrkit's added to it.
-func (e Env) activate(ctx context.Context, change string, rollback func()) error {
-	var err error
-	if e.Running() {
-		_, err = e.run(ctx, e.Ctl, "graceful")
-	} else {
-		err = e.ConfigTest(ctx)
-	}
+// test checks Apache's configuration with a change just made, once. When the test fails,
+// rollback puts the change back and a second test says whose the fault is: a configuration
+// that fails without the change was broken by someone else, and gets nothing of emrkit's
+// added to it. Apache takes the change at Activation.
+func (e Env) test(ctx context.Context, change string, rollback func()) error {
+	err := e.ConfigTest(ctx)
 	if err == nil {
 		return nil
 	}
@@ -113,6 +106,12 @@ func (e Env) activate(ctx context.Context, change string, rollback func()) error
 		return fmt.Errorf("Apache's configuration fails its test even without emrkit's change (%v); fix it first: emrkit left it as it was", before)
 	}
 	return fmt.Errorf("with %s, %w; nothing was changed", change, err)
+}
+
+// Activation is one graceful reload for every change a run made to this Apache (each
+// tested on its own already): a reload per change would parse the configuration twice each.
+func (e Env) Activation() step.Activation {
+	return step.Activation{Key: "apache2 " + e.Dir, What: "Apache: graceful reload", Activate: e.Reload}
 }
 
 // Running reports whether the Apache of PIDFile runs.
@@ -238,8 +237,8 @@ func (s ConfStep) Capture(context.Context) (json.RawMessage, json.RawMessage, er
 	return d, bb, err
 }
 
-// Apply writes and enables the snippet and has Apache take it; when its configuration test
-// fails, what was there before is put back.
+// Apply writes and enables the snippet; when Apache's configuration test fails with it, what
+// was there before is put back.
 func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	var d desired
 	if err := json.Unmarshal(raw, &d); err != nil {
@@ -264,8 +263,11 @@ func (s ConfStep) Apply(ctx context.Context, raw json.RawMessage) error {
 		rollback()
 		return fmt.Errorf("%v; nothing was changed", err)
 	}
-	return s.Env.activate(ctx, "emrkit's "+s.Target(), rollback)
+	return s.Env.test(ctx, "emrkit's "+s.Target(), rollback)
 }
+
+// Activation has a running Apache take the snippet.
+func (s ConfStep) Activation() step.Activation { return s.Env.Activation() }
 
 // Undoer disables and removes the snippet while it still holds emrkit's content.
 type Undoer struct{ Env Env }

@@ -54,8 +54,8 @@ func (s ModStep) Capture(context.Context) (json.RawMessage, json.RawMessage, err
 	return d, b, err
 }
 
-// Apply enables the module and has Apache take it (a graceful restart loads it); a failing
-// configuration test disables it again.
+// Apply enables the module (the run's graceful reload loads it); a failing configuration
+// test disables it again.
 func (s ModStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	var d modDesired
 	if err := json.Unmarshal(raw, &d); err != nil {
@@ -64,8 +64,11 @@ func (s ModStep) Apply(ctx context.Context, raw json.RawMessage) error {
 	if err := s.Env.enable(ctx, s.Env.mod(), d.Name); err != nil {
 		return err
 	}
-	return s.Env.activate(ctx, "module "+d.Name, func() { s.Env.disable(ctx, s.Env.mod(), d.Name) })
+	return s.Env.test(ctx, "module "+d.Name, func() { s.Env.disable(ctx, s.Env.mod(), d.Name) })
 }
+
+// Activation has a running Apache load the module.
+func (s ModStep) Activation() step.Activation { return s.Env.Activation() }
 
 // ModUndoer disables a module emrkit enabled; one that was on before stays on.
 type ModUndoer struct{ Env Env }

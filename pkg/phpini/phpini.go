@@ -2,8 +2,8 @@
 // conf.d/99-emrkit-openemr.ini in each /etc/php/<version>/apache2, journal kind "php.ini".
 // It raises the limits OpenEMR's install guide asks for (never lowers one the admin set
 // higher) and sets the session cookie's safe defaults; a running Apache is reloaded
-// gracefully after a write and after undo, since mod_php reads its ini files when Apache
-// starts. It reads PHP's ini files as PHP does: php.ini, then conf.d/*.ini in name order, the
+// gracefully after the run that wrote it and after undo, since mod_php reads its ini files
+// when Apache starts. It reads PHP's ini files as PHP does: php.ini, then conf.d/*.ini in name order, the
 // last setting winning.
 package phpini
 
@@ -203,7 +203,7 @@ func Content(settings [][2]string) []byte {
 	return []byte(b.String())
 }
 
-// Step writes the drop-in of one SAPI and reloads Apache.
+// Step writes the drop-in of one SAPI; the run's graceful reload of Apache makes PHP read it.
 type Step struct {
 	File   managedfile.Step
 	Apache apache.Env
@@ -232,12 +232,10 @@ func (s Step) Capture(ctx context.Context) (json.RawMessage, json.RawMessage, er
 	return s.File.Capture(ctx)
 }
 
-func (s Step) Apply(ctx context.Context, raw json.RawMessage) error {
-	if err := s.File.Apply(ctx, raw); err != nil {
-		return err
-	}
-	return s.Apache.Reload(ctx)
-}
+func (s Step) Apply(ctx context.Context, raw json.RawMessage) error { return s.File.Apply(ctx, raw) }
+
+// Activation has a running Apache restart mod_php, which reads its ini files then.
+func (s Step) Activation() step.Activation { return s.Apache.Activation() }
 
 // Undoer removes the drop-in (or puts back the file it replaced) while it holds emrkit's
 // content, then reloads Apache.

@@ -40,6 +40,14 @@ type Runner struct {
 
 	// wouldApply holds, in a dry run, the steps it reported as changing the host.
 	wouldApply map[string]bool
+	// waiting holds, in first-use order, the activations this run's changes wait for.
+	waiting []waiting
+}
+
+// waiting is an activation and the entries it settles done.
+type waiting struct {
+	Activation
+	entries []journal.Entry
 }
 
 // Report counts what a run did.
@@ -54,7 +62,7 @@ func (r Report) Changed() bool { return r.Applied+r.Finished+r.Undone > 0 }
 // dryVerb is how a dry run words what it would do.
 var dryVerb = map[string]string{
 	"applied": "would apply", "re-applied": "would re-apply", "finished": "would finish",
-	"deferred": "would defer", "undo": "would undo", "keep": "would keep",
+	"deferred": "would defer", "undo": "would undo", "keep": "would keep", "activated": "would activate",
 }
 
 func (r *Runner) say(verb, what string) {
@@ -113,13 +121,59 @@ func preflight(ctx context.Context, steps []Step) error {
 }
 
 // run applies steps in order and stops at the first failure: later steps may depend on it.
+// The changes made before it are activated all the same: each passed its own test.
 func (r *Runner) run(ctx context.Context, steps []Step, rep *Report) error {
+	var err error
 	for _, s := range steps {
-		if err := r.applyOne(ctx, s, rep); err != nil {
-			return fmt.Errorf("%s: %w", s.Describe(), err)
+		if err = r.applyOne(ctx, s, rep); err != nil {
+			err = fmt.Errorf("%s: %w", s.Describe(), err)
+			break
+		}
+	}
+	aerr := r.activate(ctx)
+	switch {
+	case err == nil:
+		return aerr
+	case aerr != nil:
+		return fmt.Errorf("%w; and %v", err, aerr)
+	}
+	return err
+}
+
+// activate has each service take this run's changes, once, and only then settles their
+// entries done.
+func (r *Runner) activate(ctx context.Context) error {
+	pending := r.waiting
+	r.waiting = nil
+	for _, w := range pending {
+		if r.DryRun {
+			r.say("activated", fmt.Sprintf("%s (%d changes)", w.What, len(w.entries)))
+			continue
+		}
+		fault.Point("activate " + w.Key)
+		if err := w.Activate(ctx); err != nil {
+			return fmt.Errorf("%s: %w (%d changes stay pending: `emrkit apply` activates them again)", w.What, err, len(w.entries))
+		}
+		fault.Point("activated " + w.Key)
+		r.say("activated", fmt.Sprintf("%s (%d changes)", w.What, len(w.entries)))
+		for _, e := range w.entries {
+			if err := r.settle(e); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// await holds e, done, until its service takes the change.
+func (r *Runner) await(a Activation, e journal.Entry) {
+	for i := range r.waiting {
+		if r.waiting[i].Key == a.Key {
+			r.waiting[i].entries = append(r.waiting[i].entries, e)
+			return
+		}
+	}
+	r.waiting = append(r.waiting, waiting{Activation: a, entries: []journal.Entry{e}})
 }
 
 func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
@@ -158,8 +212,9 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 	switch {
 	case known && prev.State == journal.Pending:
 		// A crash left this change half-done. Its before-state was captured before anything
-		// changed: keep it, whatever the host holds now.
-		if !inSync {
+		// changed: keep it, whatever the host holds now. A change its service has still to
+		// take is made again even when in place: its test may not have run.
+		if _, activated := s.(Activated); !inSync || activated {
 			if err := r.apply(ctx, s, entry.Desired); err != nil {
 				return err
 			}
@@ -202,6 +257,10 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		r.say("applied", s.Describe())
 	}
 	entry.State, entry.Note = journal.Done, ""
+	if a, ok := s.(Activated); ok {
+		r.await(a.Activation(), entry)
+		return nil
+	}
 	return r.settle(entry)
 }
 

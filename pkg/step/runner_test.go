@@ -3,6 +3,7 @@ package step_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -273,5 +274,84 @@ func TestDoneLostInACrashIsFinishedByTheNextRun(t *testing.T) {
 	}
 	if on, _ := journal.Read(filepath.Join(f.dir, "state")); on[0].State != journal.Done {
 		t.Fatalf("after the re-run: %+v", on)
+	}
+}
+
+// reloaded is a step whose service takes its change at Activation (Apache's graceful reload).
+type reloaded struct {
+	props.KeyStep
+	activate func(context.Context) error
+	applies  *int
+}
+
+func (s reloaded) Apply(ctx context.Context, d json.RawMessage) error {
+	*s.applies++
+	return s.KeyStep.Apply(ctx, d)
+}
+
+func (s reloaded) Activation() step.Activation {
+	return step.Activation{Key: "svc", What: "svc: reload", Activate: s.activate}
+}
+
+// TestActivationOncePerRunAndPendingUntilThen: two changes to one service are activated by
+// one call after both; their entries are pending until it succeeds, so a failed (or killed)
+// activation is done again by the next run, and a run that changes nothing activates nothing.
+func TestActivationOncePerRunAndPendingUntilThen(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	calls, applies, fail := 0, 0, true
+	var states []journal.State
+	var steps []step.Step
+	activate := func(context.Context) error {
+		calls++
+		for _, s := range steps {
+			e, _ := f.j.Get(s.ID())
+			states = append(states, e.State)
+		}
+		if fail {
+			return errors.New("reload refused")
+		}
+		return nil
+	}
+	steps = []step.Step{
+		reloaded{props.KeyStep{Path: f.path, Key: "A", Value: "1", SinceVersion: "0.1.0"}, activate, &applies},
+		reloaded{props.KeyStep{Path: f.path, Key: "B", Value: "2", SinceVersion: "0.1.0"}, activate, &applies},
+	}
+	_, err := f.runner(false).Apply(ctx, steps)
+	if err == nil || !strings.Contains(err.Error(), "2 changes stay pending") || calls != 1 {
+		t.Fatalf("failed activation: %v, %d calls", err, calls)
+	}
+	for _, st := range states {
+		if len(states) != 2 || st != journal.Pending {
+			t.Fatalf("entries at activation: %v, want pending", states)
+		}
+	}
+	f.j.Close()
+	reopened, err := journal.Open(filepath.Join(f.dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reopened.Close() })
+	f.j = reopened
+	for _, s := range steps {
+		if e, _ := f.j.Get(s.ID()); e.State != journal.Pending {
+			t.Fatalf("after the failed activation the journal on disk has %s %v, want pending", s.ID(), e.State)
+		}
+	}
+
+	// In place but not taken: each change is made (and so tested) again, then activated.
+	fail, calls, applies = false, 0, 0
+	rep, err := f.runner(false).Apply(ctx, steps)
+	if err != nil || rep.Finished != 2 || calls != 1 || applies != 2 || !strings.Contains(f.out.String(), "activated          svc: reload (2 changes)") {
+		t.Fatalf("next run: %+v %v, %d calls\n%s", rep, err, calls, f.out.String())
+	}
+	for _, s := range steps {
+		if e, _ := f.j.Get(s.ID()); e.State != journal.Done {
+			t.Errorf("after activation %s is %v, want done", s.ID(), e.State)
+		}
+	}
+	calls = 0
+	if rep, err := f.runner(false).Apply(ctx, steps); err != nil || rep.Changed() || calls != 0 {
+		t.Fatalf("no-op run: %+v %v, %d activations", rep, err, calls)
 	}
 }

@@ -40,6 +40,24 @@ type Preflighter interface {
 	Preflight(ctx context.Context) error
 }
 
+// Activation is how a service takes changes made to its files (Apache reads its
+// configuration on a graceful restart). Steps that share a Key share one Activate per run.
+type Activation struct {
+	// Key names the service instance (Apache of /etc/apache2).
+	Key string
+	// What says in a few words what Activate does, for humans.
+	What     string
+	Activate func(ctx context.Context) error
+}
+
+// Activated is a Step whose Apply makes and validates its change (Apache's configuration
+// test), and whose service takes it only at Activation. The runner activates once, after the
+// run's last step, and journals the steps done only after that: a crash or a failure before
+// leaves them pending, and the next run, finding them in sync, activates again.
+type Activated interface {
+	Activation() Activation
+}
+
 // Outcome is what an undo did.
 type Outcome int
 
