@@ -11,9 +11,8 @@ import (
 // BenchmarkOpenEMRApply: on an OpenEMR host under Debian's real apache2 (the lab: a 7.x tree,
 // its database on a private MariaDB), one `emrkit apply` that makes every change (scripts,
 // sqlconf.php, the Apache snippets, module and PHP drop-in with their configtests and the
-// run's one graceful reload,
-// the globals) and one that finds nothing to change; `emrkit revert --all` between rounds is
-// not timed. The goals are under 1 s and under 0.2 s (issue 24); the metrics are seconds per
+// run's one graceful reload, the globals) and one that finds nothing to change; `emrkit
+// revert --all` between rounds is not timed. The goals are under 1 s and under 0.2 s (issue 24); the metrics are seconds per
 // run of each.
 func BenchmarkOpenEMRApply(b *testing.B) {
 	h := newOpenEMRLabHost(b, openemrfixture.Tree{Major: 7, Database: "openemr"}, "")
