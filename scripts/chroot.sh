@@ -11,6 +11,9 @@
 #   chroot.sh destroy DIR         stop the session, remove DIR (refuses while anything is mounted below it)
 #   chroot.sh image -             print the cached image's path (building it first if missing), e.g.
 #                                 as piuparts' --basetgz
+#   chroot.sh boot-image -        print the path of the image made to boot under systemd-nspawn
+#                                 (the image above with systemd as init, dbus and sshd; building it
+#                                 first if missing), for the booted-system tests
 #
 # Mounts live only in the namespace of one `run`, so they vanish with it (even on kill -9) and
 # never leak into the host. Daemons started inside die with the pid namespace. The network
@@ -27,6 +30,10 @@ cache=${EMRKIT_CACHE:-/var/cache/emrkit-test}
 extra="debconf mariadb-server mariadb-client ufw iptables iproute2 gnupg pgpgpg cron oathtool netcat-openbsd apache2 unattended-upgrades openssh-client adduser"
 key=$(printf '%s %s %s\n' "$suite" "$mirror" "$extra" | sha256sum | cut -c1-12)
 tarball="$cache/$suite-$key.tar.gz"
+# What a booted box adds: systemd as PID 1 and the portal's sshd (../shared/systemd-nspawn.md).
+boot_extra="systemd systemd-sysv dbus libpam-systemd openssh-server"
+boot_key=$(printf '%s %s\n' "$key" "$boot_extra" | sha256sum | cut -c1-12)
+boot_tarball="$cache/$suite-boot-$boot_key.tar.gz"
 
 die() { echo "chroot.sh: $*" >&2; exit 1; }
 
@@ -113,8 +120,28 @@ build_cache() {
 	trap - EXIT
 }
 
+build_boot_cache() {
+	[ -f "$tarball" ] || build_cache
+	work=$(mktemp -d "$cache/build.XXXXXX")
+	trap 'rm -rf --one-file-system "$work"' EXIT
+	echo "chroot.sh: building the booted $suite image (once; cached as $boot_tarball)" >&2
+	mkdir "$work/root"
+	tar -C "$work/root" --numeric-owner -xzf "$tarball"
+	unshare --mount --pid --fork --propagation private --mount-proc="$work/root/proc" \
+		chroot "$work/root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $boot_extra && apt-get clean" \
+		>"$work/apt.log" 2>&1 || { tail -20 "$work/apt.log" >&2; die "installing $boot_extra in the booted image failed"; }
+	# A booted system starts its services; each box gets its own machine-id.
+	rm -f "$work/root/usr/sbin/policy-rc.d"
+	: >"$work/root/etc/machine-id"
+	rm -rf "$work/root/var/lib/apt/lists/"*
+	tar -C "$work/root" --numeric-owner -czf "$work/image.tar.gz" .
+	mv "$work/image.tar.gz" "$boot_tarball"
+	rm -rf --one-file-system "$work"
+	trap - EXIT
+}
+
 cmd=${1:-}
-[ $# -ge 2 ] || die "usage: chroot.sh create|start|run|stop|destroy|image DIR [CMD...]"
+[ $# -ge 2 ] || die "usage: chroot.sh create|start|run|stop|destroy|image|boot-image DIR [CMD...]"
 dir=$(realpath -m "$2")
 shift 2
 cd / # a working directory outside the chroot means nothing inside it
@@ -146,7 +173,11 @@ image)
 	[ -f "$tarball" ] || build_cache
 	echo "$tarball"
 	;;
+boot-image)
+	[ -f "$boot_tarball" ] || build_boot_cache
+	echo "$boot_tarball"
+	;;
 *)
-	die "unknown command $cmd (create, start, run, stop, destroy or image)"
+	die "unknown command $cmd (create, start, run, stop, destroy, image or boot-image)"
 	;;
 esac

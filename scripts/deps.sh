@@ -12,6 +12,7 @@ gnupg pgpgpg oathtool
 cron debconf-utils
 apache2 libapache2-mod-php curl openssl
 openssh-client openssh-server adduser
+systemd-container
 "
 
 missing=""
