@@ -11,7 +11,10 @@ import (
 	"github.com/emrkit/emrkit/internal/openemrfixture"
 )
 
-const tunnelUnit = "emrkit-portal-tunnel.service"
+const (
+	tunnelUnit  = "emrkit-portal-tunnel.service"
+	replicaUnit = "emrkit-portal-replica.service"
+)
 
 // openemrHost makes the booted box an OpenEMR host whose database (served by the box's own
 // mariadb.service) also holds the portal's tables.
@@ -46,11 +49,13 @@ func (b *box) exposure(unit string) float64 {
 }
 
 // TestBootedPortalTunnel: on a Debian 12 booted under real systemd, a preseeded install
-// with the portal on (the portal's end being the box's own sshd) brings the tunnel unit up
-// once the portal holds its key, with the forward answering at the portal's end; the unit
-// comes back after kill -9 of its ssh and after a reboot; its exposure is at most 1.5; purge
-// leaves no unit file or link, no process, no system user and no loaded unit; the journal
-// holds no line of the tunnel's private key.
+// with the portal and its replica on (the portal's end being the box's own sshd) brings the
+// tunnel unit up once the portal holds its key, with the forward answering at the portal's
+// end; after MariaDB's restart and an apply the replica unit replicates the portal's rows;
+// each unit comes back after kill -9 of its main process and after a reboot, the replica
+// still replicating; each unit's exposure is at most 1.5; purge leaves no unit file or link,
+// no process, no system user, no datadir and no loaded unit; the journal holds no line of
+// the tunnel's private key.
 func TestBootedPortalTunnel(t *testing.T) {
 	deb := buildDeb(t)
 	b := newBox(t)
@@ -62,7 +67,8 @@ func TestBootedPortalTunnel(t *testing.T) {
 	preseed := openemrPreseed + "emrkit emrkit/portal boolean true\n" +
 		"emrkit emrkit/portal-host string 127.0.0.1:22\n" +
 		"emrkit emrkit/portal-user string tunnel-clinic1\n" +
-		"emrkit emrkit/portal-host-key string " + hostKey[0] + " " + hostKey[1] + "\n"
+		"emrkit emrkit/portal-host-key string " + hostKey[0] + " " + hostKey[1] + "\n" +
+		"emrkit emrkit/portal-replica boolean true\n"
 	must(t, os.WriteFile(b.path("/root/preseed"), []byte(preseed), 0o644))
 	b.mustRun("debconf-set-selections", "/root/preseed")
 	// What the forward reaches at the clinic's end: Apache on 443 (plain HTTP: the box has no
@@ -74,7 +80,7 @@ func TestBootedPortalTunnel(t *testing.T) {
 
 	t.Logf("dpkg -i:\n%s", b.mustRun("dpkg", "-i", "/root/emrkit.deb"))
 	line := strings.TrimSpace(b.mustRun("emrkit", "portal", "authorized-key"))
-	if !strings.HasPrefix(line, `restrict,port-forwarding,permitlisten="localhost:18443",command="/bin/false" ssh-ed25519 `) {
+	if !authorizedKeyRE.MatchString(line) {
 		t.Fatalf("authorized-key printed %q", line)
 	}
 	b.mustRun("install", "-d", "-m", "0700", "-o", "tunnel-clinic1", "/home/tunnel-clinic1/.ssh")
@@ -93,6 +99,39 @@ func TestBootedPortalTunnel(t *testing.T) {
 		t.Fatalf("%s is %s", tunnelUnit, st)
 	}
 
+	// The replica waits for the binary log, which MariaDB opens when it restarts.
+	b.mustRun("systemctl", "restart", "mariadb")
+	t.Logf("apply after the restart:\n%s", b.mustRun("emrkit", "apply"))
+	replicates := func(n int) func() bool {
+		return func() bool {
+			out, _ := b.run("mariadb", "--socket=/run/emrkit-portal-replica/mysqld.sock", "-N", "-B", "-e",
+				"SELECT COUNT(*) FROM openemr.patient_access_onsite")
+			return strings.TrimSpace(out) == strconv.Itoa(n)
+		}
+	}
+	count := func() int {
+		n, err := strconv.Atoi(strings.TrimSpace(b.mustRun("mariadb", "-N", "-B", "-e", "SELECT COUNT(*) FROM openemr.patient_access_onsite")))
+		must(t, err)
+		return n
+	}
+	rows := count()
+	b.waitFor(30*time.Second, "the replica holding the portal's rows", replicates(rows))
+	insert := func() {
+		b.mustRun("mariadb", "-e", "INSERT INTO openemr.patient_access_onsite (pid, portal_username) VALUES ((SELECT COALESCE(MAX(pid),0)+1 FROM openemr.patient_access_onsite AS p), 'booted')")
+		rows++
+	}
+	insert()
+	b.waitFor(30*time.Second, "a new portal row on the replica", replicates(rows))
+	rpid := b.unitProp(replicaUnit, "MainPID")
+	b.mustRun("kill", "-9", rpid)
+	took = b.waitFor(30*time.Second, "the replica back after kill -9", func() bool {
+		p := b.unitProp(replicaUnit, "MainPID")
+		return p != rpid && p != "0" && b.unitProp(replicaUnit, "ActiveState") == "active"
+	})
+	t.Logf("replica back %.1f s after kill -9 of its mariadbd (pid %s)", took.Seconds(), rpid)
+	insert()
+	b.waitFor(30*time.Second, "a portal row written while the replica was down", replicates(rows))
+
 	pid := b.unitProp(tunnelUnit, "MainPID")
 	b.mustRun("kill", "-9", pid)
 	took = b.waitFor(30*time.Second, "the tunnel back after kill -9", func() bool {
@@ -107,10 +146,15 @@ func TestBootedPortalTunnel(t *testing.T) {
 	})
 	t.Logf("tunnel answering %.1f s after the box was up again", took.Seconds())
 
-	if v := b.exposure(tunnelUnit); v > 1.5 {
-		t.Errorf("%s exposure %.1f, want at most 1.5", tunnelUnit, v)
-	} else {
-		t.Logf("%s exposure %.1f", tunnelUnit, v)
+	b.waitFor(30*time.Second, "the replica after a reboot", func() bool { return b.unitProp(replicaUnit, "ActiveState") == "active" })
+	insert()
+	b.waitFor(30*time.Second, "a portal row replicated after the reboot", replicates(rows))
+	for _, u := range []string{tunnelUnit, replicaUnit} {
+		if v := b.exposure(u); v > 1.5 {
+			t.Errorf("%s exposure %.1f, want at most 1.5", u, v)
+		} else {
+			t.Logf("%s exposure %.1f", u, v)
+		}
 	}
 
 	key := b.mustRun("cat", "/var/lib/emrkit-tunnel/id_ed25519")
@@ -118,7 +162,11 @@ func TestBootedPortalTunnel(t *testing.T) {
 	if st := b.unitProp(tunnelUnit, "LoadState"); st != "not-found" {
 		t.Errorf("after purge %s is %s, want not-found", tunnelUnit, st)
 	}
-	for _, p := range []string{"/etc/systemd/system/" + tunnelUnit, "/etc/systemd/system/multi-user.target.wants/" + tunnelUnit, "/var/lib/emrkit-tunnel"} {
+	if st := b.unitProp(replicaUnit, "LoadState"); st != "not-found" {
+		t.Errorf("after purge %s is %s, want not-found", replicaUnit, st)
+	}
+	for _, p := range []string{"/etc/systemd/system/" + tunnelUnit, "/etc/systemd/system/multi-user.target.wants/" + tunnelUnit, "/var/lib/emrkit-tunnel",
+		"/etc/systemd/system/" + replicaUnit, "/etc/systemd/system/multi-user.target.wants/" + replicaUnit, "/var/lib/emrkit-portal-replica"} {
 		if _, err := os.Lstat(b.path(p)); err == nil {
 			t.Errorf("%s survived purge", p)
 		}
@@ -126,7 +174,7 @@ func TestBootedPortalTunnel(t *testing.T) {
 	if _, code := b.run("getent", "passwd", "emrkit-tunnel"); code == 0 {
 		t.Error("the tunnel's system user survived purge")
 	}
-	if out, code := b.run("pgrep", "-a", "-f", "emrkit-tunnel|"+tunnelUnit); code == 0 {
+	if out, code := b.run("pgrep", "-a", "-f", "emrkit-tunnel|emrkit-portal"); code == 0 {
 		t.Errorf("processes left after purge:\n%s", out)
 	}
 	journal := b.mustRun("journalctl", "--no-pager", "-o", "cat")

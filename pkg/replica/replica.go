@@ -332,7 +332,13 @@ func Unit(env Env) string {
 		"ProtectSystem=strict\nReadWritePaths=" + env.DataDir + "\nProtectHome=true\n" +
 		"ProtectKernelTunables=true\nProtectKernelModules=true\nProtectControlGroups=true\n" +
 		"RestrictSUIDSGID=true\nRestrictRealtime=true\nRestrictNamespaces=true\nLockPersonality=true\n" +
-		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\nSystemCallArchitectures=native\n\n" +
+		"ProtectClock=true\nProtectKernelLogs=true\nProtectHostname=true\nProtectProc=invisible\nProcSubset=pid\n" +
+		"MemoryDenyWriteExecute=true\nRemoveIPC=true\nDevicePolicy=closed\n" +
+		// It talks to the primary and to the offsite replica (through the tunnel) on loopback only.
+		"RestrictAddressFamilies=AF_UNIX AF_INET\nIPAddressDeny=any\nIPAddressAllow=localhost\n" +
+		// A call outside the filter fails with EPERM rather than killing the server mid-write.
+		"SystemCallArchitectures=native\nSystemCallFilter=@system-service\nSystemCallFilter=~@privileged @resources\n" +
+		"SystemCallErrorNumber=EPERM\n\n" +
 		"[Install]\nWantedBy=multi-user.target\n")
 	return b.String()
 }
