@@ -33,6 +33,19 @@ func (b *box) unitProp(unit, prop string) string {
 	return strings.TrimSpace(out)
 }
 
+// killAndWait kills the unit's main process with SIGKILL, runs meanwhile, and waits until
+// systemd has the unit active again under a new main process and up holds.
+func (b *box) killAndWait(unit string, meanwhile func(), up func() bool) time.Duration {
+	b.t.Helper()
+	pid := b.unitProp(unit, "MainPID")
+	b.mustRun("kill", "-9", pid)
+	meanwhile()
+	return b.waitFor(30*time.Second, unit+" back after kill -9 of pid "+pid, func() bool {
+		p := b.unitProp(unit, "MainPID")
+		return p != pid && p != "0" && b.unitProp(unit, "ActiveState") == "active" && up()
+	})
+}
+
 var exposureRE = regexp.MustCompile(`(?m)Overall exposure level for \S+: (\d+\.\d+)`)
 
 // exposure is systemd-analyze security's score of the unit the box's systemd has loaded.
@@ -122,23 +135,13 @@ func TestBootedPortalTunnel(t *testing.T) {
 	}
 	insert()
 	b.waitFor(30*time.Second, "a new portal row on the replica", replicates(rows))
-	rpid := b.unitProp(replicaUnit, "MainPID")
-	b.mustRun("kill", "-9", rpid)
-	took = b.waitFor(30*time.Second, "the replica back after kill -9", func() bool {
-		p := b.unitProp(replicaUnit, "MainPID")
-		return p != rpid && p != "0" && b.unitProp(replicaUnit, "ActiveState") == "active"
-	})
-	t.Logf("replica back %.1f s after kill -9 of its mariadbd (pid %s)", took.Seconds(), rpid)
-	insert()
+	// The row is written while the replica is down: it catches up once back.
+	took = b.killAndWait(replicaUnit, insert, func() bool { return true })
+	t.Logf("replica back %.1f s after kill -9 of its mariadbd", took.Seconds())
 	b.waitFor(30*time.Second, "a portal row written while the replica was down", replicates(rows))
 
-	pid := b.unitProp(tunnelUnit, "MainPID")
-	b.mustRun("kill", "-9", pid)
-	took = b.waitFor(30*time.Second, "the tunnel back after kill -9", func() bool {
-		p := b.unitProp(tunnelUnit, "MainPID")
-		return p != pid && p != "0" && b.unitProp(tunnelUnit, "ActiveState") == "active" && forwardAnswers()
-	})
-	t.Logf("tunnel back %.1f s after kill -9 of its ssh (pid %s)", took.Seconds(), pid)
+	took = b.killAndWait(tunnelUnit, func() {}, forwardAnswers)
+	t.Logf("tunnel back %.1f s after kill -9 of its ssh", took.Seconds())
 
 	b.reboot()
 	took = b.waitFor(30*time.Second, "the tunnel after a reboot", func() bool {
