@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"regexp"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/internal/openemrfixture"
+	"github.com/emrkit/emrkit/pkg/replica"
 )
 
 const (
@@ -46,6 +48,71 @@ func (b *box) killAndWait(unit string, meanwhile func(), up func() bool) time.Du
 	})
 }
 
+// portalChecks are doctor's portal checks and the safeguard each maps to.
+var portalChecks = map[string]string{
+	"portal.db-grants": "164.312(a)(1)", "portal.binlog": "164.312(e)(1)", "portal.replication-grants": "164.312(a)(1)",
+	"portal.replica": "164.312(e)(1)", "portal.replica-filter": "164.312(a)(1)", "portal.tunnel": "164.312(e)(1)",
+	"portal.tunnel-key": "164.312(a)(1)",
+}
+
+// doctorReport runs `emrkit doctor --json` in the box and returns its portal checks by id.
+func (b *box) doctorReport() map[string]doctorCheck {
+	b.t.Helper()
+	out, _ := b.run("emrkit", "doctor", "--json")
+	var rep struct{ Checks []doctorCheck }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		b.t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	got := map[string]doctorCheck{}
+	for _, c := range rep.Checks {
+		if _, ok := portalChecks[c.ID]; ok {
+			got[c.ID] = c
+		}
+	}
+	if len(got) != len(portalChecks) {
+		b.t.Fatalf("doctor reports %d of the %d portal checks:\n%s", len(got), len(portalChecks), out)
+	}
+	return got
+}
+
+type doctorCheck struct{ ID, Status, Finding, Fix, Safeguard string }
+
+// doctorPortal: with the portal healthy every portal check passes; a grant added to the
+// portal's account, replication stopped and the tunnel key opened to everyone each fail
+// with a fix line, in --json and in the table; put back, they pass again.
+func (b *box) doctorPortal() {
+	b.t.Helper()
+	allPass := func(when string) {
+		for id, c := range b.doctorReport() {
+			if c.Status != "PASS" || !strings.HasPrefix(c.Safeguard, portalChecks[id]) {
+				b.t.Errorf("%s: doctor %s: %s %s (%s), want PASS under %s", when, id, c.Status, c.Finding, c.Safeguard, portalChecks[id])
+			}
+		}
+	}
+	allPass("portal healthy")
+	replicaSQL := func(q string) {
+		b.mustRun("mariadb", "--socket=/run/emrkit-portal-replica/mysqld.sock", "-e", q)
+	}
+	b.mustRun("mariadb", "-e", "GRANT PROCESS ON *.* TO 'emrkit_portal'@'127.0.0.1'")
+	replicaSQL("STOP SLAVE")
+	b.mustRun("chmod", "0644", "/var/lib/emrkit-tunnel/id_ed25519")
+	got := b.doctorReport()
+	for _, id := range []string{"portal.db-grants", "portal.replica", "portal.tunnel-key"} {
+		if c := got[id]; c.Status != "FAIL" || c.Fix == "" {
+			b.t.Errorf("broken portal: doctor %s: %s %q fix %q, want FAIL with a fix", id, c.Status, c.Finding, c.Fix)
+		}
+	}
+	text, code := b.run("emrkit", "doctor")
+	if code != 3 || !strings.Contains(text, "portal.tunnel-key") || !strings.Contains(text, "164.312(e)(1)") {
+		b.t.Errorf("doctor's table (exit %d) lacks the failing portal checks:\n%s", code, text)
+	}
+	b.mustRun("mariadb", "-e", "REVOKE PROCESS ON *.* FROM 'emrkit_portal'@'127.0.0.1'")
+	replicaSQL("START SLAVE")
+	b.mustRun("chmod", "0600", "/var/lib/emrkit-tunnel/id_ed25519")
+	b.waitFor(30*time.Second, "replication running again", func() bool { return b.doctorReport()["portal.replica"].Status == "PASS" })
+	allPass("portal put back")
+}
+
 var exposureRE = regexp.MustCompile(`(?m)Overall exposure level for \S+: (\d+\.\d+)`)
 
 // exposure is systemd-analyze security's score of the unit the box's systemd has loaded.
@@ -61,27 +128,24 @@ func (b *box) exposure(unit string) float64 {
 	return v
 }
 
-// TestBootedPortalTunnel: on a Debian 12 booted under real systemd, a preseeded install
-// with the portal and its replica on (the portal's end being the box's own sshd) brings the
-// tunnel unit up once the portal holds its key, with the forward answering at the portal's
-// end; after MariaDB's restart and an apply the replica unit replicates the portal's rows;
-// each unit comes back after kill -9 of its main process and after a reboot, the replica
-// still replicating; each unit's exposure is at most 1.5; purge leaves no unit file or link,
-// no process, no system user, no datadir and no loaded unit; the journal holds no line of
-// the tunnel's private key.
-func TestBootedPortalTunnel(t *testing.T) {
-	deb := buildDeb(t)
+// portalBox is a booted OpenEMR host with the debs copied in (as /root/<name>.deb), debconf
+// preseeded for the portal and its replica (the box's own sshd as the portal, the restart
+// allowed or not), Apache listening on 443 and the portal's account made.
+func portalBox(t *testing.T, debs map[string]string, restart bool) *box {
 	b := newBox(t)
 	b.openemrHost()
-	debData, err := os.ReadFile(deb)
-	must(t, err)
-	must(t, os.WriteFile(b.path("/root/emrkit.deb"), debData, 0o644))
+	for name, deb := range debs {
+		data, err := os.ReadFile(deb)
+		must(t, err)
+		must(t, os.WriteFile(b.path("/root/"+name+".deb"), data, 0o644))
+	}
 	hostKey := strings.Fields(b.mustRun("cat", "/etc/ssh/ssh_host_ed25519_key.pub"))
 	preseed := openemrPreseed + "emrkit emrkit/portal boolean true\n" +
 		"emrkit emrkit/portal-host string 127.0.0.1:22\n" +
 		"emrkit emrkit/portal-user string tunnel-clinic1\n" +
 		"emrkit emrkit/portal-host-key string " + hostKey[0] + " " + hostKey[1] + "\n" +
-		"emrkit emrkit/portal-replica boolean true\n"
+		"emrkit emrkit/portal-replica boolean true\n" +
+		"emrkit emrkit/portal-replica-restart boolean " + strconv.FormatBool(restart) + "\n"
 	must(t, os.WriteFile(b.path("/root/preseed"), []byte(preseed), 0o644))
 	b.mustRun("debconf-set-selections", "/root/preseed")
 	// What the forward reaches at the clinic's end: Apache on 443 (plain HTTP: the box has no
@@ -90,8 +154,51 @@ func TestBootedPortalTunnel(t *testing.T) {
 	b.mustRun("systemctl", "restart", "apache2")
 	// The portal's end: its account, whose authorized_keys gets the line emrkit prints.
 	b.mustRun("useradd", "--create-home", "--shell", "/bin/sh", "tunnel-clinic1")
+	return b
+}
 
-	t.Logf("dpkg -i:\n%s", b.mustRun("dpkg", "-i", "/root/emrkit.deb"))
+// replicaRows is the replica's count of portal accounts.
+func (b *box) replicaRows() string {
+	out, _ := b.run("mariadb", "--socket=/run/emrkit-portal-replica/mysqld.sock", "-N", "-B", "-e",
+		"SELECT COUNT(*) FROM openemr.patient_access_onsite")
+	return strings.TrimSpace(out)
+}
+
+// primaryRows is MariaDB's count of portal accounts.
+func (b *box) primaryRows() int {
+	n, err := strconv.Atoi(strings.TrimSpace(b.mustRun("mariadb", "-N", "-B", "-e", "SELECT COUNT(*) FROM openemr.patient_access_onsite")))
+	must(b.t, err)
+	return n
+}
+
+// insertPortalRow adds a portal account on MariaDB.
+func (b *box) insertPortalRow() {
+	b.mustRun("mariadb", "-e", "INSERT INTO openemr.patient_access_onsite (pid, portal_username) VALUES ((SELECT COALESCE(MAX(pid),0)+1 FROM openemr.patient_access_onsite AS p), 'booted')")
+}
+
+// TestBootedPortalTunnel: on a Debian 12 booted under real systemd, a preseeded install
+// with the portal and its replica on (the portal's end being the box's own sshd) brings the
+// tunnel unit up once the portal holds its key, with the forward answering at the portal's
+// end; the install itself restarts MariaDB (allowed by debconf) and the replica unit
+// replicates the portal's rows; each unit comes back after kill -9 of its main process,
+// the replica after MariaDB's restart, the tunnel after the portal's sshd's, both after a
+// reboot; a changed unit file restarts the replica once; the replica logs to the journal;
+// each unit's exposure is at most 1.5; purge leaves no unit file or link, no process, no
+// system user, no datadir and no loaded unit; the journal holds no line of the tunnel's
+// private key and no database password.
+func TestBootedPortalTunnel(t *testing.T) {
+	b := portalBox(t, map[string]string{"emrkit": buildDeb(t)}, true)
+
+	// Allowed by debconf, the install restarts MariaDB for its binary log itself, and the
+	// replica is up when dpkg returns.
+	out := b.mustRun("dpkg", "-i", "/root/emrkit.deb")
+	t.Logf("dpkg -i:\n%s", out)
+	if !strings.Contains(out, "applied            restart MariaDB once") {
+		t.Errorf("dpkg -i did not report restarting MariaDB:\n%s", out)
+	}
+	if st := b.unitProp(replicaUnit, "ActiveState"); st != "active" {
+		t.Fatalf("after dpkg -i %s is %s", replicaUnit, st)
+	}
 	line := strings.TrimSpace(b.mustRun("emrkit", "portal", "authorized-key"))
 	if !authorizedKeyRE.MatchString(line) {
 		t.Fatalf("authorized-key printed %q", line)
@@ -112,29 +219,18 @@ func TestBootedPortalTunnel(t *testing.T) {
 		t.Fatalf("%s is %s", tunnelUnit, st)
 	}
 
-	// The replica waits for the binary log, which MariaDB opens when it restarts.
-	b.mustRun("systemctl", "restart", "mariadb")
-	t.Logf("apply after the restart:\n%s", b.mustRun("emrkit", "apply"))
 	replicates := func(n int) func() bool {
-		return func() bool {
-			out, _ := b.run("mariadb", "--socket=/run/emrkit-portal-replica/mysqld.sock", "-N", "-B", "-e",
-				"SELECT COUNT(*) FROM openemr.patient_access_onsite")
-			return strings.TrimSpace(out) == strconv.Itoa(n)
-		}
+		return func() bool { return b.replicaRows() == strconv.Itoa(n) }
 	}
-	count := func() int {
-		n, err := strconv.Atoi(strings.TrimSpace(b.mustRun("mariadb", "-N", "-B", "-e", "SELECT COUNT(*) FROM openemr.patient_access_onsite")))
-		must(t, err)
-		return n
-	}
-	rows := count()
+	rows := b.primaryRows()
 	b.waitFor(30*time.Second, "the replica holding the portal's rows", replicates(rows))
 	insert := func() {
-		b.mustRun("mariadb", "-e", "INSERT INTO openemr.patient_access_onsite (pid, portal_username) VALUES ((SELECT COALESCE(MAX(pid),0)+1 FROM openemr.patient_access_onsite AS p), 'booted')")
+		b.insertPortalRow()
 		rows++
 	}
 	insert()
 	b.waitFor(30*time.Second, "a new portal row on the replica", replicates(rows))
+	b.doctorPortal()
 	// The row is written while the replica is down: it catches up once back.
 	took = b.killAndWait(replicaUnit, insert, func() bool { return true })
 	t.Logf("replica back %.1f s after kill -9 of its mariadbd", took.Seconds())
@@ -142,6 +238,50 @@ func TestBootedPortalTunnel(t *testing.T) {
 
 	took = b.killAndWait(tunnelUnit, func() {}, forwardAnswers)
 	t.Logf("tunnel back %.1f s after kill -9 of its ssh", took.Seconds())
+
+	// The clinic's MariaDB restarted: the replica's IO thread reconnects by itself.
+	b.mustRun("systemctl", "restart", "mariadb")
+	insert()
+	took = b.waitFor(45*time.Second, "a portal row replicated after MariaDB's restart", replicates(rows))
+	t.Logf("replica caught up %.1f s after MariaDB's restart", took.Seconds())
+
+	// The portal's sshd goes away with its sessions (the portal host restarting it hard):
+	// the tunnel's ssh exits, its unit keeps retrying, and it is back once sshd is.
+	tunnelPID := b.unitProp(tunnelUnit, "MainPID")
+	b.mustRun("systemctl", "stop", "ssh")
+	b.run("pkill", "-f", "sshd: tunnel-clinic1")
+	b.waitFor(30*time.Second, "the tunnel noticing the portal's sshd is gone", func() bool { return !forwardAnswers() })
+	b.mustRun("systemctl", "start", "ssh")
+	took = b.waitFor(30*time.Second, "the tunnel back after the portal's sshd restarted", func() bool {
+		return b.unitProp(tunnelUnit, "MainPID") != tunnelPID && forwardAnswers()
+	})
+	t.Logf("tunnel answering %.1f s after the portal's sshd was back", took.Seconds())
+
+	// A unit file changed under the running replica (here by hand; an upgrade does the same):
+	// apply writes emrkit's back, and the replica restarts once to take it. A run that
+	// changes nothing restarts nothing.
+	replicaPID := b.unitProp(replicaUnit, "MainPID")
+	b.mustRun("emrkit", "apply")
+	if p := b.unitProp(replicaUnit, "MainPID"); p != replicaPID {
+		t.Errorf("a no-op apply restarted the replica (pid %s -> %s)", replicaPID, p)
+	}
+	b.mustRun("sed", "-i", "s/^ProtectClock=true$/ProtectClock=false/", "/etc/systemd/system/"+replicaUnit)
+	out = b.mustRun("emrkit", "apply")
+	if !strings.Contains(out, "activated          portal replica") {
+		t.Errorf("apply over a changed unit did not restart the replica:\n%s", out)
+	}
+	if p := b.unitProp(replicaUnit, "MainPID"); p == replicaPID || b.unitProp(replicaUnit, "NeedDaemonReload") != "no" || b.unitProp(replicaUnit, "ProtectClock") != "yes" {
+		t.Errorf("after apply over a changed unit: pid %s (was %s), NeedDaemonReload %s, ProtectClock %s",
+			p, replicaPID, b.unitProp(replicaUnit, "NeedDaemonReload"), b.unitProp(replicaUnit, "ProtectClock"))
+	}
+	insert()
+	b.waitFor(30*time.Second, "a portal row replicated after the replica's restart", replicates(rows))
+
+	// The replica logs to the journal, and within the file limit systemd gives it.
+	rlog := b.mustRun("journalctl", "--no-pager", "-o", "cat", "-u", replicaUnit)
+	if !strings.Contains(rlog, "ready for connections") || strings.Contains(rlog, "max_open_files") {
+		t.Errorf("the replica's journal lacks its start or warns about open files:\n%s", rlog)
+	}
 
 	b.reboot()
 	took = b.waitFor(30*time.Second, "the tunnel after a reboot", func() bool {
@@ -161,6 +301,10 @@ func TestBootedPortalTunnel(t *testing.T) {
 	}
 
 	key := b.mustRun("cat", "/var/lib/emrkit-tunnel/id_ed25519")
+	var passwords []string
+	for _, f := range []string{"/etc/emrkit/portal-db.password", "/etc/emrkit/portal-replica-source.password", "/etc/emrkit/portal-replica-offsite.password"} {
+		passwords = append(passwords, strings.TrimSpace(b.mustRun("cat", f)))
+	}
 	t.Logf("dpkg --purge:\n%s", b.mustRun("dpkg", "--purge", "emrkit"))
 	if st := b.unitProp(tunnelUnit, "LoadState"); st != "not-found" {
 		t.Errorf("after purge %s is %s, want not-found", tunnelUnit, st)
@@ -185,6 +329,72 @@ func TestBootedPortalTunnel(t *testing.T) {
 		l = strings.TrimSpace(l)
 		if len(l) > 20 && !strings.HasPrefix(l, "-----") && strings.Contains(journal, l) {
 			t.Errorf("the journal holds a line of the tunnel's private key")
+		}
+	}
+	for _, pw := range passwords {
+		if len(pw) < 16 || strings.Contains(journal, pw) {
+			t.Errorf("a database password (%d characters) is in the journal, or too short to look for", len(pw))
+		}
+	}
+}
+
+// TestBootedPortalUpgradeDowngrade: under real systemd, 0.6.0 installed with the portal
+// replica, which waits for MariaDB's restart; upgraded to this release with the restart not
+// allowed, it still waits, and status names the one command that finishes it; that command
+// restarts MariaDB and the replica runs and replicates; downgraded back to 0.6.0, the
+// replica keeps running and replicating, the journal keeps nothing of the newer release and
+// status finds no drift.
+func TestBootedPortalUpgradeDowngrade(t *testing.T) {
+	b := portalBox(t, map[string]string{"old": buildDeb(t, "VERSION=0.6.0"), "new": buildDeb(t)}, false)
+	out := b.mustRun("dpkg", "-i", "/root/old.deb")
+	if !strings.Contains(out, "systemctl restart mariadb") {
+		t.Fatalf("0.6.0 did not name the MariaDB restart the replica waits for:\n%s", out)
+	}
+	mariadbPID := b.unitProp("mariadb.service", "MainPID")
+	out = b.mustRun("dpkg", "-i", "/root/new.deb")
+	t.Logf("upgrade:\n%s", out)
+	if b.unitProp("mariadb.service", "MainPID") != mariadbPID || b.unitProp(replicaUnit, "LoadState") != "not-found" {
+		t.Fatalf("the upgrade restarted MariaDB or installed the replica unit without being allowed to")
+	}
+	status, code := b.run("emrkit", "status")
+	if code != 3 || !strings.Contains(status, "`emrkit apply --restart-mariadb`") {
+		t.Errorf("status (exit %d) does not name the one command the replica waits for:\n%s", code, status)
+	}
+
+	out = b.mustRun("emrkit", "apply", "--restart-mariadb")
+	t.Logf("apply --restart-mariadb:\n%s", out)
+	if !strings.Contains(out, "applied            restart MariaDB once") || b.unitProp("mariadb.service", "MainPID") == mariadbPID {
+		t.Fatalf("apply --restart-mariadb did not restart MariaDB")
+	}
+	replicated := func(what string) {
+		t.Helper()
+		b.insertPortalRow()
+		want := strconv.Itoa(b.primaryRows())
+		b.waitFor(30*time.Second, what, func() bool { return b.replicaRows() == want })
+	}
+	replicated("the replica replicating after apply --restart-mariadb")
+	if out, code := b.run("emrkit", "apply"); code != 0 || strings.Contains(out, "restart MariaDB") {
+		t.Errorf("a second apply (exit %d) restarted MariaDB again:\n%s", code, out)
+	}
+
+	out = b.mustRun("dpkg", "-i", "/root/old.deb")
+	t.Logf("downgrade:\n%s", out)
+	if st := b.unitProp(replicaUnit, "ActiveState"); st != "active" {
+		t.Fatalf("after the downgrade %s is %s", replicaUnit, st)
+	}
+	replicated("the replica replicating after the downgrade")
+	status, _ = b.run("emrkit", "status")
+	if strings.Contains(status, "drift") {
+		t.Errorf("after the downgrade status finds drift:\n%s", status)
+	}
+	js, _ := b.run("emrkit", "status", "--json")
+	var rows []struct{ Kind, State string }
+	if err := json.Unmarshal([]byte(js), &rows); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, js)
+	}
+	for _, r := range rows {
+		if r.Kind == replica.PrimaryRestartKind && r.State != "undone" {
+			t.Errorf("after the downgrade the newer release's restart entry is %s", r.State)
 		}
 	}
 }

@@ -104,7 +104,7 @@ func Run(ctx context.Context, env Env, profile string) Report {
 	} else {
 		groups = append(groups, h.openemr)
 	}
-	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups)
+	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups, h.portal)
 	for _, g := range groups {
 		r.Checks = append(r.Checks, g()...)
 	}

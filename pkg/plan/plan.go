@@ -137,7 +137,13 @@ func New(cfg config.Config, h Host, version string) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.Steps = append(p.Steps, s...)
+		for _, st := range s {
+			// A step added to an older item later (the replica's MariaDB restart) is not
+			// in an older release's plan.
+			if ok, err := debversion.AtMost(st.Since(), version); err != nil || ok {
+				p.Steps = append(p.Steps, st)
+			}
+		}
 	}
 	return p, nil
 }

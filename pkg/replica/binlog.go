@@ -26,6 +26,7 @@ const (
 	DataDirKind        = "portal-replica.datadir"
 	ServiceKind        = "portal-replica.service"
 	ReplicationKind    = "portal-replica.replication"
+	PrimaryRestartKind = "portal-replica.primary-restart"
 )
 
 // primaryState is what the portal replica needs of the running primary.
@@ -72,8 +73,8 @@ func (g binlogGate) check(ctx context.Context) error {
 		if s.logBin {
 			state = "binlog_format=" + s.format
 		}
-		return &step.DeferredError{Reason: fmt.Sprintf("MariaDB runs with %s, the portal replica needs a ROW-format binary log (%s): run `systemctl restart mariadb`, then `emrkit apply`",
-			state, g.dropIn)}
+		return &step.DeferredError{Reason: fmt.Sprintf("MariaDB runs with %s, the portal replica needs a ROW-format binary log (%s): %s",
+			state, g.dropIn, RestartHint)}
 	}
 	if s.skipNetwork {
 		return &step.DeferredError{Reason: "MariaDB runs with skip-networking and the portal replica connects to it on 127.0.0.1: remove skip-networking, run `systemctl restart mariadb`, then `emrkit apply`"}
@@ -162,7 +163,7 @@ func (s binlogStep) Check(ctx context.Context) (bool, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("read %s: %w", s.path, err)
 	}
-	if err == nil && (bytes.Equal(cur, []byte(dropIn(true))) || bytes.Equal(cur, []byte(dropIn(false)))) {
+	if err == nil && ownDropIn(cur) {
 		return true, nil
 	}
 	_, needed, err := s.wanted(ctx)
@@ -203,6 +204,11 @@ func (s binlogStep) Apply(ctx context.Context, desired json.RawMessage) error {
 		}
 	}
 	return fmt.Errorf("%s: the journaled drop-in is not one this emrkit writes", s.ID())
+}
+
+// ownDropIn reports whether content is one of the drop-ins emrkit writes.
+func ownDropIn(content []byte) bool {
+	return bytes.Equal(content, []byte(dropIn(true))) || bytes.Equal(content, []byte(dropIn(false)))
 }
 
 // binlogUndoer removes the drop-in while it holds emrkit's content (managedfile's undo).

@@ -36,35 +36,42 @@
 //     refused at preflight), and so are the GTID settings (MariaDB always logs GTIDs;
 //     gtid_strict_mode is the DBA's choice). One with a binary log in another format gets a
 //     drop-in with only binlog_format=ROW, never a second log_bin that would rename its
-//     binary logs. emrkit never restarts MariaDB, and does not SET GLOBAL binlog_format
-//     either: that changes only sessions opened afterwards, and one statement logged by an
-//     older session that reads a non-portal table would stop the intermediate. Every later
-//     step is gated on the running server having log_bin=1, binlog_format=ROW and TCP
-//     networking; until then they defer with one line telling the admin to run
-//     `systemctl restart mariadb`, then `emrkit apply`.
-//  2. Source account on the primary (portal-replica.source-account): SourceUser@127.0.0.1
+//     binary logs. emrkit does not SET GLOBAL binlog_format: that changes only sessions
+//     opened afterwards, and one statement logged by an older session that reads a
+//     non-portal table would stop the intermediate. Every later step is gated on the
+//     running server having log_bin=1, binlog_format=ROW and TCP networking; until then
+//     they defer with one line naming the one command that finishes them (RestartHint).
+//  2. Primary restart (portal-replica.primary-restart): only when the admin allowed it for
+//     the run (Env.RestartPrimary: `emrkit apply --restart-mariadb`, or debconf's
+//     emrkit/portal-replica-restart for the package's runs) and the running server still
+//     needs the drop-in: systemctl restart mariadb, once, so the same run goes on. A server
+//     that does not come back gets emrkit's drop-in taken away and is started again. Its
+//     undo has nothing to put back.
+//  3. Source account on the primary (portal-replica.source-account): SourceUser@127.0.0.1
 //     with REPLICATION SLAVE only, its password generated into a 0600 file in
 //     Env.PasswordDir and given to the server only as its mysql_native_password hash
 //     (IDENTIFIED BY PASSWORD '*…'), in a session with sql_log_bin=0 so the account is not
 //     replicated anywhere. An account of that name that does not log in with the file's
 //     password is refused at preflight, before anything changed.
-//  3. The intermediate's option file (Env.ConfigFile, a managed file) and its systemd unit
+//  4. The intermediate's option file (Env.ConfigFile, a managed file) and its systemd unit
 //     (portal-replica.unit; ExecStart is StartArgs, User=mysql, sandboxed). Layout: the
 //     mariadbd datadir is Env.DataDir/data, its tmpdir Env.DataDir/tmp (private: mariadbd
-//     deletes #sql* files in its tmpdir at startup), its error log Env.DataDir/error.log,
-//     socket and pid file in Env.RunDir. It listens on 127.0.0.1:Port only, is read_only,
+//     deletes #sql* files in its tmpdir at startup), socket and pid file in Env.RunDir; it
+//     logs to stderr, so to the journal. A running intermediate takes a changed option
+//     file or unit at the run's end: one daemon-reload and try-restart (restart), skipped
+//     by the run that started it. It listens on 127.0.0.1:Port only, is read_only,
 //     has its own server_id and gtid_domain_id (so a local write can never collide with the
 //     primary's GTID domain), and resumes replication when it starts (no skip_slave_start:
 //     a reboot must not silently stop the portal's data).
-//  4. Data directory (portal-replica.datadir): created with a nonce file emrkit journals,
+//  5. Data directory (portal-replica.datadir): created with a nonce file emrkit journals,
 //     initialised by mariadb-install-db --no-defaults --user=mysql (root by unix socket
 //     only) into data.new and renamed to data, so data/ exists only complete. Undo removes
 //     Env.DataDir only while it holds the journaled nonce, shutting the server down first
 //     if it still runs. It holds copies of the primary's rows only, so no backup is taken.
-//  5. Service (portal-replica.service): systemctl enable --now; deferred while systemd is
+//  6. Service (portal-replica.service): systemctl enable --now; deferred while systemd is
 //     not running (a chroot, an image build). Undo disables and stops it unless it was
 //     enabled before.
-//  6. Replication (portal-replica.replication), gated also on the intermediate answering on
+//  7. Replication (portal-replica.replication), gated also on the intermediate answering on
 //     its socket: STOP SLAVE, the filter set dynamically (so a changed portal.tables needs no
 //     restart), the portal tables seeded by mariadb-dump --single-transaction --gtid
 //     --master-data=1 from the primary piped into the intermediate's mariadb client (the
@@ -77,8 +84,8 @@
 //     so the offsite copy goes too) or a replication thread stopped on an error; an admin's
 //     plain STOP SLAVE is left alone. Undo: STOP SLAVE; RESET SLAVE ALL while the replica
 //     still replicates from SourceUser. (A changed portal.replica.port is written to the
-//     option file and takes effect at systemctl restart emrkit-portal-replica.)
-//  7. Offsite account on the intermediate (portal-replica.offsite-account): OffsiteUser@
+//     option file, which restarts the intermediate at the run's end.)
+//  8. Offsite account on the intermediate (portal-replica.offsite-account): OffsiteUser@
 //     127.0.0.1 (the tunnel's connections arrive from 127.0.0.1) with REPLICATION SLAVE and
 //     SELECT on each portal table — the intermediate holds nothing else, and SELECT lets the
 //     offsite host seed itself with mariadb-dump through the tunnel — created with

@@ -211,8 +211,7 @@ func startIntermediate(t *testing.T, env Env) *intermediate {
 		}
 		select {
 		case <-p.exited:
-			log, _ := os.ReadFile(env.errorLog())
-			t.Fatalf("the intermediate exited during startup: %s\n%s\n%s", cmd.ProcessState, out.String(), lastLines(string(log), 20))
+			t.Fatalf("the intermediate exited during startup: %s\n%s", cmd.ProcessState, lastLines(out.String(), 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -60,7 +60,8 @@ type Env struct {
 	// ConfigFile is the intermediate's option file (mariadbd --defaults-file).
 	ConfigFile string
 	// DataDir is the directory emrkit owns for the intermediate: data/ (mariadbd's
-	// datadir), tmp/, error.log and the nonce file.
+	// datadir), tmp/ and the nonce file. The server logs to stderr: the journal under
+	// systemd (journalctl -u emrkit-portal-replica).
 	DataDir string
 	// RunDir holds the socket and pid file (the unit's RuntimeDirectory when under /run).
 	RunDir string
@@ -71,6 +72,9 @@ type Env struct {
 	// SystemdRunning reports whether systemd manages this host (nil: /run/systemd/system
 	// is a directory, as sd_booted(3) checks).
 	SystemdRunning func() bool
+	// RestartPrimary allows this run to restart the clinic's MariaDB once, to start the
+	// binary log (`emrkit apply --restart-mariadb`, debconf emrkit/portal-replica-restart).
+	RestartPrimary bool
 }
 
 // DefaultEnv is a Debian host.
@@ -109,7 +113,6 @@ func (e Env) socket() string   { return filepath.Join(e.RunDir, "mysqld.sock") }
 func (e Env) pidFile() string  { return filepath.Join(e.RunDir, "mysqld.pid") }
 func (e Env) dataDir() string  { return filepath.Join(e.DataDir, "data") }
 func (e Env) tmpDir() string   { return filepath.Join(e.DataDir, "tmp") }
-func (e Env) errorLog() string { return filepath.Join(e.DataDir, "error.log") }
 func (e Env) unitPath() string { return filepath.Join(e.UnitDir, ServiceName) }
 func (e Env) sourcePassword() string {
 	return filepath.Join(e.PasswordDir, SourcePasswordFile)
@@ -194,7 +197,8 @@ func Steps(r Replica, env Env, since string) ([]step.Step, error) {
 	binlog := binlogStep{primary: r.Primary, r: r, path: env.PrimaryDropIn, since: since}
 	gate := binlogGate{primary: r.Primary, dropIn: env.PrimaryDropIn}
 	gated := func(s step.Step) step.Step { return step.Gated{Step: s, Gate: gate.check} }
-	svc := serviceStep{env: env, since: since}
+	rs := &restart{systemdRunning: env.SystemdRunning}
+	svc := serviceStep{env: env, since: since, restart: rs}
 	running := func(s step.Step) step.Step {
 		// The binary log first (its reason names the restart), then the intermediate
 		// answering. Starting the service opens the gate (After), so a dry run in which the
@@ -223,11 +227,12 @@ func Steps(r Replica, env Env, since string) ([]step.Step, error) {
 	}
 	return []step.Step{
 		binlog,
+		primaryRestartStep{primary: r.Primary, env: env},
 		gated(source),
-		gated(managedfile.Step{Path: env.ConfigFile, Content: []byte(ServerConfig(r, env)), Mode: 0o644,
-			What: "portal replica server settings", SinceVersion: since}),
+		gated(configStep{Step: managedfile.Step{Path: env.ConfigFile, Content: []byte(ServerConfig(r, env)), Mode: 0o644,
+			What: "portal replica server settings", SinceVersion: since}, restart: rs}),
 		gated(unitStep{Step: managedfile.Step{Path: env.unitPath(), Content: []byte(Unit(env)), Mode: 0o644,
-			What: "portal replica service", SinceVersion: since}}),
+			What: "portal replica service", SinceVersion: since}, restart: rs}),
 		gated(dataDirStep{env: env, since: since}),
 		gated(svc),
 		running(replicationStep{r: r, env: env, since: since}),
@@ -249,6 +254,7 @@ func Undoers(env Env, primary *mariadb.Shared) step.Registry {
 		DataDirKind:        dataDirUndoer{},
 		ServiceKind:        serviceUndoer{systemdRunning: env.SystemdRunning},
 		ReplicationKind:    replicationUndoer{},
+		PrimaryRestartKind: primaryRestartUndoer{primary: primary},
 	}
 }
 
@@ -290,7 +296,6 @@ func ServerConfig(r Replica, env Env) string {
 	kv("tmpdir", env.tmpDir())
 	kv("socket", env.socket())
 	kv("pid-file", env.pidFile())
-	kv("log-error", env.errorLog())
 	kv("port", r.Port)
 	kv("bind-address", "127.0.0.1")
 	b.WriteString("skip-name-resolve\n")
@@ -311,6 +316,12 @@ func ServerConfig(r Replica, env Env) string {
 	}
 	kv("character-set-server", "utf8mb4")
 	kv("collation-server", "utf8mb4_general_ci")
+	// Few clients (emrkit, the offsite replica, a seeding dump) and few tables: with the
+	// defaults mariadbd wants 32184 open files, more than systemd's soft limit of 1024 that
+	// it cannot raise without CAP_SYS_RESOURCE, and it warns at every start.
+	kv("max_connections", 50)
+	kv("table_open_cache", 400)
+	kv("table_open_cache_instances", 1)
 	kv("innodb_buffer_pool_size", "64M")
 	kv("innodb_log_file_size", "32M")
 	return b.String()
@@ -327,7 +338,6 @@ func Unit(env Env) string {
 		b.WriteString("RuntimeDirectory=" + filepath.Base(env.RunDir) + "\nRuntimeDirectoryMode=0750\n")
 	}
 	b.WriteString("UMask=007\nRestart=on-abort\nRestartSec=5s\nTimeoutStartSec=900\nTimeoutStopSec=900\n" +
-		"LimitNOFILE=32768\n" +
 		"NoNewPrivileges=true\nCapabilityBoundingSet=\nPrivateTmp=true\nPrivateDevices=true\n" +
 		"ProtectSystem=strict\nReadWritePaths=" + env.DataDir + "\nProtectHome=true\n" +
 		"ProtectKernelTunables=true\nProtectKernelModules=true\nProtectControlGroups=true\n" +

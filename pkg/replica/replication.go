@@ -111,12 +111,6 @@ func doTables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return out, nil
 }
 
-func (s replicationStep) wantTables() []string {
-	q := s.r.qualified()
-	slices.Sort(q)
-	return q
-}
-
 // Check is true while the intermediate replicates from the primary as SourceUser with GTID,
 // filters exactly the portal tables, holds them all, and no thread stopped on an error. A
 // replica stopped by an admin (no error) is left alone.
@@ -143,7 +137,7 @@ func (s replicationStep) Check(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	have, err := doTables(ctx, db)
-	if err != nil || !slices.Equal(have, s.wantTables()) {
+	if err != nil || !slices.Equal(have, s.r.WantTables()) {
 		return false, err
 	}
 	tables, err := replicaTables(ctx, db, s.r.Database)
@@ -188,7 +182,7 @@ func (s replicationStep) Capture(ctx context.Context) (json.RawMessage, json.Raw
 	if st != nil {
 		b.MasterUser = st["Master_User"]
 	}
-	dj, err := json.Marshal(replicationDesired{Socket: s.env.socket(), User: SourceUser, Host: "127.0.0.1", Tables: s.wantTables()})
+	dj, err := json.Marshal(replicationDesired{Socket: s.env.socket(), User: SourceUser, Host: "127.0.0.1", Tables: s.r.WantTables()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,7 +227,7 @@ func (s replicationStep) Apply(ctx context.Context, _ json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if want := s.wantTables(); !slices.Equal(have, want) {
+	if want := s.r.WantTables(); !slices.Equal(have, want) {
 		// The option file says the same for the next start (names validated: no quotes).
 		if err := run("set the table filter", "SET GLOBAL replicate_do_table = '"+strings.Join(want, ",")+"'"); err != nil {
 			return err
@@ -456,38 +450,58 @@ func (replicationUndoer) Holds(ctx context.Context, e journal.Entry) (bool, erro
 	return st["Master_User"] == d.User && st["Master_Host"] == d.Host && broken(st) == "" && slices.Equal(have, d.Tables), nil
 }
 
-// Lag reads the intermediate's replication state for `emrkit portal status`: how many
-// seconds it is behind the primary (-1 when unknown: a thread is not running), whether
-// both threads run, and the last replication error, if any, as err. A server that is not
-// running, or replication not set up, is an error too.
-func Lag(ctx context.Context, env Env) (seconds int, running bool, err error) {
+// Health is the intermediate's replication as SHOW SLAVE STATUS has it.
+type Health struct {
+	IORunning, SQLRunning bool
+	// SecondsBehind is Seconds_Behind_Master, -1 when unknown (a thread is not running).
+	SecondsBehind int
+	// DoTables is the running filter (replicate_do_table), db.table, sorted.
+	DoTables []string
+	// Error is the last replication error in one line, "" when there is none.
+	Error string
+}
+
+// Running reports whether both replication threads run.
+func (h Health) Running() bool { return h.IORunning && h.SQLRunning }
+
+// ReadHealth reads the intermediate's replication state, for `emrkit portal status` and
+// doctor. A server that is not running, or replication not set up, is an error.
+func ReadHealth(ctx context.Context, env Env) (Health, error) {
+	h := Health{SecondsBehind: -1}
 	if _, err := env.check(); err != nil {
-		return -1, false, err
+		return h, err
 	}
 	db, err := openIntermediate(ctx, env.socket())
 	if d, ok := step.IsDeferred(err); ok {
-		return -1, false, errors.New(d.Reason)
+		return h, errors.New(d.Reason)
 	}
 	if err != nil {
-		return -1, false, err
+		return h, err
 	}
 	defer db.Close()
 	st, err := slaveStatus(ctx, db)
 	if err != nil {
-		return -1, false, fmt.Errorf("portal replica: %w", err)
+		return h, fmt.Errorf("portal replica: %w", err)
 	}
 	if st == nil {
-		return -1, false, errors.New("portal replica: replication is not set up (run emrkit apply)")
+		return h, errors.New("portal replica: replication is not set up (run emrkit apply)")
 	}
-	seconds = -1
 	if v := st["Seconds_Behind_Master"]; v != "" {
-		if seconds, err = strconv.Atoi(v); err != nil {
-			return -1, false, fmt.Errorf("portal replica: Seconds_Behind_Master %q: %w", v, err)
+		if h.SecondsBehind, err = strconv.Atoi(v); err != nil {
+			return Health{SecondsBehind: -1}, fmt.Errorf("portal replica: Seconds_Behind_Master %q: %w", v, err)
 		}
 	}
-	running = st["Slave_IO_Running"] == "Yes" && st["Slave_SQL_Running"] == "Yes"
-	if e := firstError(st); e != "" {
-		return seconds, running, fmt.Errorf("portal replica: replication error: %s", e)
+	h.IORunning, h.SQLRunning = st["Slave_IO_Running"] == "Yes", st["Slave_SQL_Running"] == "Yes"
+	h.Error = firstError(st)
+	if h.DoTables, err = doTables(ctx, db); err != nil {
+		return h, err
 	}
-	return seconds, running, nil
+	return h, nil
+}
+
+// WantTables is the filter the intermediate must run for r, db.table, sorted.
+func (r Replica) WantTables() []string {
+	q := r.qualified()
+	slices.Sort(q)
+	return q
 }

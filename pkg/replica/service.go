@@ -74,8 +74,9 @@ func unitState(ctx context.Context, unit string) (serviceBefore, error) {
 
 // serviceStep enables and starts the intermediate's unit.
 type serviceStep struct {
-	env   Env
-	since string
+	env     Env
+	since   string
+	restart *restart
 }
 
 func (s serviceStep) Kind() string   { return ServiceKind }
@@ -112,7 +113,34 @@ func (s serviceStep) Apply(ctx context.Context, _ json.RawMessage) error {
 		return err
 	}
 	if _, err := systemctl(ctx, true, "enable", "--now", ServiceName); err != nil {
-		return fmt.Errorf("%w (see journalctl -u %s and %s)", err, ServiceName, s.env.errorLog())
+		return fmt.Errorf("%w (see journalctl -u %s)", err, ServiceName)
+	}
+	s.restart.started = true
+	return nil
+}
+
+// restart is how a running intermediate takes a changed unit or option file: one
+// daemon-reload and try-restart per run, after the run's steps. A run that started the
+// service itself (after writing both files, with a daemon-reload) skips it: the server it
+// just started already reads them. One restart is shared by a run's steps (Steps makes it).
+type restart struct {
+	systemdRunning func() bool
+	started        bool
+}
+
+func (r *restart) activation() step.Activation {
+	return step.Activation{Key: ServiceName, What: "portal replica: daemon-reload, restart if running", Activate: r.activate}
+}
+
+func (r *restart) activate(ctx context.Context) error {
+	if r.started || !r.systemdRunning() {
+		return nil // not booted: the service step defers, and starts it later with both files
+	}
+	if _, err := systemctl(ctx, true, "daemon-reload"); err != nil {
+		return err
+	}
+	if _, err := systemctl(ctx, true, "try-restart", ServiceName); err != nil {
+		return fmt.Errorf("%w (see journalctl -u %s)", err, ServiceName)
 	}
 	return nil
 }
@@ -160,10 +188,24 @@ func (u serviceUndoer) Holds(ctx context.Context, e journal.Entry) (bool, error)
 }
 
 // unitStep is the unit file: a managed file of its own kind, so its undo can tell systemd.
-type unitStep struct{ managedfile.Step }
+// A running intermediate takes a changed one at the run's restart.
+type unitStep struct {
+	managedfile.Step
+	restart *restart
+}
 
-func (s unitStep) Kind() string { return UnitKind }
-func (s unitStep) ID() string   { return UnitKind + ":" + s.Path }
+func (s unitStep) Kind() string                { return UnitKind }
+func (s unitStep) ID() string                  { return UnitKind + ":" + s.Path }
+func (s unitStep) Activation() step.Activation { return s.restart.activation() }
+
+// configStep is the intermediate's option file; a running intermediate takes a changed one
+// at the run's restart.
+type configStep struct {
+	managedfile.Step
+	restart *restart
+}
+
+func (s configStep) Activation() step.Activation { return s.restart.activation() }
 
 type unitUndoer struct{ systemdRunning func() bool }
 

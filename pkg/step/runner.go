@@ -214,7 +214,7 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		// A crash left this change half-done. Its before-state was captured before anything
 		// changed: keep it, whatever the host holds now. A change its service has still to
 		// take is made again even when in place: its test may not have run.
-		if _, activated := s.(Activated); !inSync || activated {
+		if _, activated := activationOf(s); !inSync || activated {
 			if err := r.apply(ctx, s, entry.Desired); err != nil {
 				return err
 			}
@@ -257,8 +257,8 @@ func (r *Runner) applyOne(ctx context.Context, s Step, rep *Report) error {
 		r.say("applied", s.Describe())
 	}
 	entry.State, entry.Note = journal.Done, ""
-	if a, ok := s.(Activated); ok {
-		r.await(a.Activation(), entry)
+	if a, ok := activationOf(s); ok {
+		r.await(a, entry)
 		return nil
 	}
 	return r.settle(entry)

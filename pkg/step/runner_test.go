@@ -315,7 +315,9 @@ func TestActivationOncePerRunAndPendingUntilThen(t *testing.T) {
 	}
 	steps = []step.Step{
 		reloaded{props.KeyStep{Path: f.path, Key: "A", Value: "1", SinceVersion: "0.1.0"}, activate, &applies},
-		reloaded{props.KeyStep{Path: f.path, Key: "B", Value: "2", SinceVersion: "0.1.0"}, activate, &applies},
+		// Gated: the wrapper keeps the step's activation.
+		step.Gated{Step: reloaded{props.KeyStep{Path: f.path, Key: "B", Value: "2", SinceVersion: "0.1.0"}, activate, &applies},
+			Gate: func(context.Context) error { return nil }},
 	}
 	_, err := f.runner(false).Apply(ctx, steps)
 	if err == nil || !strings.Contains(err.Error(), "2 changes stay pending") || calls != 1 {

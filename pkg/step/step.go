@@ -58,6 +58,17 @@ type Activated interface {
 	Activation() Activation
 }
 
+// activationOf is s's Activation, also through a Gated wrapper.
+func activationOf(s Step) (Activation, bool) {
+	switch s := s.(type) {
+	case Activated:
+		return s.Activation(), true
+	case Gated:
+		return activationOf(s.Step)
+	}
+	return Activation{}, false
+}
+
 // Outcome is what an undo did.
 type Outcome int
 

@@ -19,6 +19,9 @@ import (
 type Options struct {
 	F      *cmdutil.Factory
 	DryRun bool
+	// RestartMariaDB allows this run to restart MariaDB once, when the portal replica's
+	// binary log is waiting for it.
+	RestartMariaDB bool
 }
 
 func New(f *cmdutil.Factory) *cobra.Command {
@@ -42,13 +45,16 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "show what would change, change nothing")
+	cmd.Flags().BoolVar(&o.RestartMariaDB, "restart-mariadb", false, "restart MariaDB if the portal replica's binary log waits for it")
 	return cmd
 }
 
 // Run applies the plan for cfg and prints a summary. Deferred steps are reported, not errors:
 // callers decide (apply exits 3, postinst succeeds).
 func Run(ctx context.Context, o *Options, cfg config.Config) (step.Report, error) {
-	s, err := o.F.Open(cfg, o.DryRun)
+	f := *o.F
+	f.Host.Portal.Replica.RestartPrimary = o.RestartMariaDB
+	s, err := f.Open(cfg, o.DryRun)
 	if err != nil {
 		return step.Report{}, err
 	}

@@ -81,44 +81,62 @@ func Run(ctx context.Context, f *cmdutil.Factory, op maint.Op) error {
 }
 
 func converge(ctx context.Context, f *cmdutil.Factory, cfg config.Config) error {
-	cfg, err := configure(f, cfg)
+	cfg, restart, err := configure(f, cfg)
 	if err != nil {
 		return err
 	}
 	if err := keepBinaryCopy(cfg.Paths.StateDir); err != nil {
 		return err
 	}
-	_, err = apply.Run(ctx, &apply.Options{F: f}, cfg)
+	_, err = apply.Run(ctx, &apply.Options{F: f, RestartMariaDB: restart}, cfg)
 	return err
 }
+
+// RestartQuestion is the debconf permission to restart MariaDB for the portal replica's
+// binary log during the package's own runs. It is a permission for those runs, not a
+// setting: it stays out of the config file (an older release's loader must never meet it).
+const RestartQuestion = "emrkit/portal-replica-restart"
 
 // answersFile keeps the debconf answers last written into the config, to tell an admin's
 // hand edit of the file from a new answer.
 const answersFile = "debconf-answers.json"
 
 // configure merges the debconf answers (when a frontend runs us) into the configuration
-// file and writes it when it changed.
-func configure(f *cmdutil.Factory, cfg config.Config) (config.Config, error) {
+// file and writes it when it changed. restart is RestartQuestion's answer.
+func configure(f *cmdutil.Factory, cfg config.Config) (_ config.Config, restart bool, _ error) {
 	client, err := debconf.FromEnv()
 	if errors.Is(err, debconf.ErrNoFrontend) {
 		client = nil // run by hand: the file is the only source
 	} else if err != nil {
-		return cfg, err
+		return cfg, false, err
 	}
 	answers := map[string]string{}
 	if client != nil {
+		names := []string{RestartQuestion}
 		for _, q := range maint.Questions {
-			v, err := client.Get(q.Name)
+			names = append(names, q.Name)
+		}
+		for _, name := range names {
+			v, err := client.Get(name)
 			var de *debconf.Error
 			if errors.As(err, &de) && de.Code == debconf.BadParams {
 				continue // not registered (templates of an older release)
 			}
 			if err != nil {
-				return cfg, err
+				return cfg, false, err
 			}
-			answers[q.Name] = v
+			answers[name] = v
 		}
 	}
+	restart = answers[RestartQuestion] == "true"
+	delete(answers, RestartQuestion)
+	cfg, err = merge(f, client, cfg, answers)
+	return cfg, restart, err
+}
+
+// merge writes the debconf answers over cfg into the config file when that changes it,
+// keeping an admin's hand edits.
+func merge(f *cmdutil.Factory, client *debconf.Client, cfg config.Config, answers map[string]string) (config.Config, error) {
 	lastPath := filepath.Join(cfg.Paths.StateDir, answersFile)
 	last := map[string]string{}
 	if data, err := fsutil.ReadFile(lastPath, fsutil.TextLimit); err == nil {

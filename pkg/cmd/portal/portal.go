@@ -175,12 +175,16 @@ func collect(ctx context.Context, f *cmdutil.Factory, cfg config.Config) Report 
 		}
 	}
 	if p.Replica.Enable {
-		lag, running, err := replica.Lag(ctx, f.Host.Portal.Replica)
-		if err != nil {
+		h, err := replica.ReadHealth(ctx, f.Host.Portal.Replica)
+		switch {
+		case err != nil:
 			problem("replica", err)
-		} else {
-			rep.Replica = &ReplicaState{Running: running, LagSeconds: lag}
-			if !running {
+		case h.Error != "":
+			rep.Replica = &ReplicaState{Running: h.Running(), LagSeconds: h.SecondsBehind}
+			problem("replica", fmt.Errorf("portal replica: replication error: %s", h.Error))
+		default:
+			rep.Replica = &ReplicaState{Running: h.Running(), LagSeconds: h.SecondsBehind}
+			if !h.Running() {
 				problem("replica", errors.New("replication is not running on the local filtered replica"))
 			}
 		}
