@@ -199,6 +199,10 @@ func TestBootedPortalTunnel(t *testing.T) {
 	if st := b.unitProp(replicaUnit, "ActiveState"); st != "active" {
 		t.Fatalf("after dpkg -i %s is %s", replicaUnit, st)
 	}
+	// The run that started the replica does not restart it for the files it wrote first.
+	if n := strings.Count(b.mustRun("journalctl", "--no-pager", "-o", "cat", "-u", replicaUnit), "ready for connections"); n != 1 {
+		t.Errorf("the install started the replica %d times, want once", n)
+	}
 	line := strings.TrimSpace(b.mustRun("emrkit", "portal", "authorized-key"))
 	if !authorizedKeyRE.MatchString(line) {
 		t.Fatalf("authorized-key printed %q", line)

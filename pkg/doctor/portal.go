@@ -66,16 +66,12 @@ func (h *host) stepHolds(kind, id, title, safeguard string) Check {
 const binlogID, binlogTitle = "portal.binlog", "MariaDB writes the ROW binary log the portal replica reads"
 
 func (h *host) primaryBinlog(db *sql.DB) Check {
-	const id, title = binlogID, binlogTitle
-	var logBin int
-	var format string
-	if err := db.QueryRowContext(h.ctx, "SELECT @@global.log_bin, @@global.binlog_format").Scan(&logBin, &format); err != nil {
-		return skipped(id, title, hipaaTransmit, err)
+	ok, state, err := replica.BinlogState(h.ctx, db)
+	if err != nil {
+		return skipped(binlogID, binlogTitle, hipaaTransmit, err)
 	}
-	ok := logBin == 1 && strings.EqualFold(format, "ROW")
-	state := "log_bin=" + strconv.Itoa(logBin) + ", binlog_format=" + format
-	return check(id, title, hipaaTransmit, ok, state,
-		state+": the replica's table filter cannot work, so the replica waits", replica.RestartHint)
+	return check(binlogID, binlogTitle, hipaaTransmit, ok, "MariaDB writes "+state,
+		"MariaDB runs with "+state+": the replica's table filter cannot work, so the replica waits", replica.RestartHint)
 }
 
 // replicaHealth is the portal replica's threads, lag and filter.

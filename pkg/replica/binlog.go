@@ -52,6 +52,36 @@ func readPrimary(ctx context.Context, db *sql.DB) (primaryState, error) {
 	return s, nil
 }
 
+// readShared reads the primary's state through the run's shared connection.
+func readShared(ctx context.Context, primary *mariadb.Shared) (primaryState, error) {
+	db, err := primary.Get(ctx)
+	if err != nil {
+		return primaryState{}, err
+	}
+	return readPrimary(ctx, db)
+}
+
+// describe is the binary-log state in a few words, for the gate's reason and doctor.
+func (s primaryState) describe() string {
+	switch {
+	case !s.logBin:
+		return "no binary log"
+	case s.binlogNeeded:
+		return "binlog_format=" + s.format
+	}
+	return "a ROW binary log"
+}
+
+// BinlogState reads whether the running server at db writes the ROW binary log the portal
+// replica needs, and says what it writes.
+func BinlogState(ctx context.Context, db *sql.DB) (ok bool, state string, err error) {
+	s, err := readPrimary(ctx, db)
+	if err != nil {
+		return false, "", err
+	}
+	return !s.binlogNeeded, s.describe(), nil
+}
+
 // binlogGate holds the later steps until the running primary writes a ROW binary log and
 // listens on TCP. It never restarts anything.
 type binlogGate struct {
@@ -60,21 +90,13 @@ type binlogGate struct {
 }
 
 func (g binlogGate) check(ctx context.Context) error {
-	db, err := g.primary.Get(ctx)
-	if err != nil {
-		return err
-	}
-	s, err := readPrimary(ctx, db)
+	s, err := readShared(ctx, g.primary)
 	if err != nil {
 		return err
 	}
 	if s.binlogNeeded {
-		state := "no binary log"
-		if s.logBin {
-			state = "binlog_format=" + s.format
-		}
 		return &step.DeferredError{Reason: fmt.Sprintf("MariaDB runs with %s, the portal replica needs a ROW-format binary log (%s): %s",
-			state, g.dropIn, RestartHint)}
+			s.describe(), g.dropIn, RestartHint)}
 	}
 	if s.skipNetwork {
 		return &step.DeferredError{Reason: "MariaDB runs with skip-networking and the portal replica connects to it on 127.0.0.1: remove skip-networking, run `systemctl restart mariadb`, then `emrkit apply`"}
@@ -141,11 +163,7 @@ func (s binlogStep) Preflight(ctx context.Context) error {
 
 // wanted returns the drop-in the running primary needs, or ok=false when none is.
 func (s binlogStep) wanted(ctx context.Context) (managedfile.Step, bool, error) {
-	db, err := s.primary.Get(ctx)
-	if err != nil {
-		return managedfile.Step{}, false, err
-	}
-	st, err := readPrimary(ctx, db)
+	st, err := readShared(ctx, s.primary)
 	if err != nil || !st.binlogNeeded {
 		return managedfile.Step{}, false, err
 	}

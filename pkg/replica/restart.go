@@ -53,7 +53,7 @@ func (s primaryRestartStep) Describe() string {
 }
 
 func (s primaryRestartStep) Check(ctx context.Context) (bool, error) {
-	st, err := s.read(ctx)
+	st, err := readShared(ctx, s.primary)
 	if err != nil || !st.binlogNeeded {
 		return err == nil, err
 	}
@@ -66,16 +66,8 @@ func (s primaryRestartStep) Check(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-func (s primaryRestartStep) read(ctx context.Context) (primaryState, error) {
-	db, err := s.primary.Get(ctx)
-	if err != nil {
-		return primaryState{}, err
-	}
-	return readPrimary(ctx, db)
-}
-
 func (s primaryRestartStep) Capture(ctx context.Context) (json.RawMessage, json.RawMessage, error) {
-	st, err := s.read(ctx)
+	st, err := readShared(ctx, s.primary)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +100,7 @@ func (s primaryRestartStep) Apply(ctx context.Context, _ json.RawMessage) error 
 func (s primaryRestartStep) waitPrimary(ctx context.Context) (primaryState, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		st, err := s.read(ctx)
+		st, err := readShared(ctx, s.primary)
 		if err == nil || time.Now().After(deadline) {
 			return st, err
 		}
@@ -145,10 +137,6 @@ func (primaryRestartUndoer) Undo(context.Context, journal.Entry) (step.Outcome, 
 }
 
 func (u primaryRestartUndoer) Holds(ctx context.Context, _ journal.Entry) (bool, error) {
-	db, err := u.primary.Get(ctx)
-	if err != nil {
-		return false, err
-	}
-	st, err := readPrimary(ctx, db)
+	st, err := readShared(ctx, u.primary)
 	return err == nil && !st.binlogNeeded, err
 }

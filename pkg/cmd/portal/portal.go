@@ -176,17 +176,16 @@ func collect(ctx context.Context, f *cmdutil.Factory, cfg config.Config) Report 
 	}
 	if p.Replica.Enable {
 		h, err := replica.ReadHealth(ctx, f.Host.Portal.Replica)
+		if err == nil {
+			rep.Replica = &ReplicaState{Running: h.Running(), LagSeconds: h.SecondsBehind}
+		}
 		switch {
 		case err != nil:
 			problem("replica", err)
 		case h.Error != "":
-			rep.Replica = &ReplicaState{Running: h.Running(), LagSeconds: h.SecondsBehind}
 			problem("replica", fmt.Errorf("portal replica: replication error: %s", h.Error))
-		default:
-			rep.Replica = &ReplicaState{Running: h.Running(), LagSeconds: h.SecondsBehind}
-			if !h.Running() {
-				problem("replica", errors.New("replication is not running on the local filtered replica"))
-			}
+		case !h.Running():
+			problem("replica", errors.New("replication is not running on the local filtered replica"))
 		}
 	}
 	return rep
