@@ -18,19 +18,25 @@ import (
 // pkg/migrate's benchmarks). Unset, a small table keeps `go test -bench .` quick.
 const benchRowsEnv = "EMRKIT_BENCH_ROWS"
 
+// benchRows is the fixture size benchRowsEnv asks for, else def.
+func benchRows(b *testing.B, def int) int {
+	s := os.Getenv(benchRowsEnv)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a number of rows", benchRowsEnv, s)
+	}
+	return n
+}
+
 // BenchmarkVersusGzip compares `emrkit backup --encrypt` (mariadb-dump, gzip and OpenPGP
 // in one stream) with `mariadb-dump | gzip > file` on the same database, interleaved in one
 // run. Metrics: seconds of each, MB of SQL per second, and emrkit's throughput as a fraction
 // of the pipeline's (the issue's target: at least 0.8). The unencrypted backup is timed too.
 func BenchmarkVersusGzip(b *testing.B) {
-	rows := 20_000
-	if s := os.Getenv(benchRowsEnv); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("%s=%q: want a number of rows", benchRowsEnv, s)
-		}
-		rows = n
-	}
+	rows := benchRows(b, 20_000)
 	srv := mariadbtest.Start(b)
 	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
 	ctx := context.Background()
@@ -102,14 +108,7 @@ func BenchmarkVersusGzip(b *testing.B) {
 // by hand, `mariadb-dump db | mariadb scratch`, on the same data, in one run. Metrics: the
 // seconds of each and verify's time as a multiple of the plain pipeline's.
 func BenchmarkVerifyVersusDumpRestore(b *testing.B) {
-	rows := 100_000
-	if s := os.Getenv(benchRowsEnv); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("%s=%q: want a number of rows", benchRowsEnv, s)
-		}
-		rows = min(n, 100_000) // the issue's size: a clinic's 100,000 patients
-	}
+	rows := min(benchRows(b, 100_000), 100_000) // the issue's size: a clinic's 100,000 patients
 	srv := mariadbtest.Start(b)
 	ctx := context.Background()
 	cfg := srv.CreateDatabase(b, "oscar_15")
@@ -144,4 +143,61 @@ func BenchmarkVerifyVersusDumpRestore(b *testing.B) {
 	b.ReportMetric(verify.Seconds()/n, "verify-s")
 	b.ReportMetric(plain.Seconds()/n, "dump|restore-s")
 	b.ReportMetric(verify.Seconds()/plain.Seconds(), "verify/plain")
+}
+
+// BenchmarkRestoreVersusPlainClient compares `emrkit restore` (verify, then the parallel
+// load) with a plain `mariadb DB < dump.sql` of the same backup's SQL, on the same server in
+// one run, and requires the two copies to hold the same rows: CHECKSUM TABLE of every table
+// and SHOW CREATE TABLE agree. Metrics: the seconds of each and the speed-up (the issue's
+// goal: at least 2 on 1,000,000 patients).
+func BenchmarkRestoreVersusPlainClient(b *testing.B) {
+	rows := benchRows(b, 100_000)
+	srv := mariadbtest.Start(b)
+	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
+	ctx := context.Background()
+	cfg := srv.CreateDatabase(b, "oscar_15")
+	if err := demofixture.Fill(ctx, srv.DB(b, "oscar_15"), rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	file, err := Write(ctx, Options{Database: cfg, Dir: b.TempDir(), Label: ManualLabel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plainSQL := filepath.Join(b.TempDir(), "dump.sql")
+	if out, err := exec.Command("sh", "-c", `gzip -dc "$1" > "$2"`, "sh", file, plainSQL).CombinedOutput(); err != nil {
+		b.Fatalf("%v: %s", err, out)
+	}
+	server := cfg
+	server.Name = ""
+	defaults := mariadbtest.OptionFile(b, server)
+	root := srv.DB(b, "")
+	fresh := func(name string) {
+		for _, q := range []string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name} {
+			if _, err := root.Exec(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var parallel, plain time.Duration
+	for b.Loop() {
+		fresh("plain_restore")
+		start := time.Now()
+		if out, err := exec.Command("sh", "-c", `mariadb --defaults-extra-file="$1" plain_restore < "$2"`, "sh", defaults, plainSQL).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		plain += time.Since(start)
+		fresh("parallel_restore")
+		start = time.Now()
+		if err := Restore(ctx, RestoreOptions{Database: cfg, File: file, Target: "parallel_restore"}); err != nil {
+			b.Fatal(err)
+		}
+		parallel += time.Since(start)
+	}
+	tables := sameTables(b, srv, "plain_restore", "parallel_restore")
+	n := float64(b.N)
+	b.ReportMetric(parallel.Seconds()/n, "restore-s")
+	b.ReportMetric(plain.Seconds()/n, "mariadb<dump-s")
+	b.ReportMetric(plain.Seconds()/parallel.Seconds(), "speed-up")
+	b.Logf("%d rows, %d tables identical: mariadb < dump %.2fs, emrkit restore %.2fs (verify + load on %d connections): %.2fx",
+		rows, tables, plain.Seconds()/n, parallel.Seconds()/n, loadWorkers(), plain.Seconds()/parallel.Seconds())
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"maps"
 	"testing"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // FuzzScanner: whatever a backup file holds, the scanner neither panics nor remembers more
@@ -62,15 +64,14 @@ func FuzzSniff(f *testing.F) {
 	})
 }
 
-// FuzzLoadError: whatever the mariadb client printed, the error is one bounded line.
+// FuzzLoadError: whatever the server answered a statement, the error is one bounded line.
 func FuzzLoadError(f *testing.F) {
-	f.Add("ERROR 1064 (42000) at line 52: You have an error in your SQL syntax; check the manual near 'Jane','Doe' at line 3\n")
-	f.Add("ERROR 1062 (23000) at line 7: Duplicate entry 'Smith' for key 'PRIMARY'")
-	f.Add("ERROR at line 1: Unknown command '\\x'.")
-	f.Fuzz(func(t *testing.T, stderr string) {
-		sc := NewScanner(0)
-		sc.Write([]byte(dumpOf("(1,'x')")))
-		msg := loadError(stderr, sc, errors.New("exit status 1")).Error()
+	f.Add("You have an error in your SQL syntax; check the manual near 'Jane','Doe' at line 3\n")
+	f.Add("Duplicate entry 'Smith' for key 'PRIMARY'")
+	f.Add("Unknown command '\\x'.")
+	f.Fuzz(func(t *testing.T, message string) {
+		server := &mysql.MySQLError{Number: 1064, SQLState: [5]byte{'4', '2', '0', '0', '0'}, Message: message}
+		msg := statementError(server, Statement{Line: 52, Table: "demographic"}).Error()
 		if len(msg) > 640 || bytes.ContainsAny([]byte(msg), "\n\r") {
 			t.Fatalf("%d bytes: %q", len(msg), msg)
 		}

@@ -3,17 +3,15 @@ package backup
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	gzip "github.com/klauspost/compress/gzip"
 
 	"github.com/emrkit/emrkit/pkg/fsutil"
 	"github.com/emrkit/emrkit/pkg/redact"
@@ -222,10 +220,6 @@ func readProblem(err error) string {
 	return "reading stopped: " + err.Error()
 }
 
-// clientError is the first line the mariadb client printed about a failed statement:
-// "ERROR 1064 (42000) at line 52: You have an error ... near '<data>' at line 1".
-var clientError = regexp.MustCompile(`ERROR (\d+)(?: \(([0-9A-Z]{5})\))? at line (\d+)(?: in file: '[^']*')?: (.*)`)
-
 // LoadError is a statement of the backup the server refused: which line and table, the
 // server's error with its values withheld.
 type LoadError struct {
@@ -246,30 +240,6 @@ func (e *LoadError) Error() string {
 	}
 	return redact.Line(msg + ": " + e.Message)
 }
-
-// loadError reads the mariadb client's stderr into a *LoadError placed by sc, or, when the
-// client said nothing of a statement, a message about the client's exit.
-func loadError(stderr string, sc *Scanner, exit error) error {
-	m := clientError.FindStringSubmatch(stderr)
-	if m == nil {
-		return fmt.Errorf("the mariadb client failed (%v): %s", exit, redact.SQLText(stderr))
-	}
-	line, _ := strconv.ParseInt(m[3], 10, 64)
-	msg := "ERROR " + m[1]
-	if m[2] != "" {
-		msg += " (" + m[2] + ")"
-	}
-	e := &LoadError{Line: line, Table: sc.TableAt(line), Message: msg + ": " + redact.SQLText(m[4])}
-	// The client names the line a statement starts on, the server the line within it.
-	if in := atLine.FindStringSubmatch(m[4]); in != nil {
-		if n, err := strconv.ParseInt(in[1], 10, 64); err == nil && n > 1 {
-			e.At = line + n - 1
-		}
-	}
-	return e
-}
-
-var atLine = regexp.MustCompile(` at line (\d+)$`)
 
 // limitedBuffer keeps the first 8 KiB written to it: a client's error output, bounded.
 type limitedBuffer struct{ bytes.Buffer }

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"os/exec"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
@@ -55,6 +53,7 @@ func Verify(ctx context.Context, path string, keys openpgp.EntityList, limit int
 	}
 	defer r.Close()
 	sc := NewScanner(limit)
+	sc.noDigests = true
 	n, err := stream(ctx, path, r, sc, nil)
 	sum := Summary{Size: n, Database: sc.Database()}
 	if f, ok := Parse(path); ok && sum.Database == "" {
@@ -105,7 +104,7 @@ func CheckSource(file, source, target string, explicit bool) error {
 }
 
 // Restore verifies File, creates the target database when missing, and loads the dump into
-// it with the mariadb client. Tables the dump holds are replaced (mariadb-dump writes DROP
+// it over several connections at once (see loadDump). Tables the dump holds are replaced (mariadb-dump writes DROP
 // TABLE IF EXISTS before each); other tables of the target are left alone.
 func Restore(ctx context.Context, o RestoreOptions) error {
 	target := o.Target
@@ -140,7 +139,7 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+target+"`"); err != nil {
 		return fmt.Errorf("restore: create database %s: %w", target, err)
 	}
-	_, err = loadInto(ctx, server, target, o.File, o.Keys, limit)
+	_, err = loadDump(ctx, server, target, o.File, o.Keys, limit, false)
 	if errors.Is(err, ErrInterrupted) {
 		return fmt.Errorf("restore of %s into %s interrupted; the database may be partly restored — restore again", o.File, target)
 	}
@@ -148,55 +147,6 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 		return fmt.Errorf("restore of %s into %s failed: %w; the database may be partly restored — restore again, or from another backup", o.File, target, err)
 	}
 	return nil
-}
-
-// loadInto streams the SQL of file into database target with the mariadb client, watching
-// every statement on the way, and returns the scanner that read it (its per-table digests)
-// and the failure, with its line and table, its values withheld (a *LoadError).
-func loadInto(ctx context.Context, server config.Database, target, file string, keys openpgp.EntityList, limit int64) (*Scanner, error) {
-	r, err := OpenSQL(file, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	cmd, done, err := client(ctx, server, target, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	var stderr limitedBuffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("mariadb: %w", err)
-	}
-	sc := NewScanner(limit)
-	_, err = stream(ctx, file, r, sc, stdin)
-	stdin.Close()
-	var werr *writeError
-	if err != nil && !errors.As(err, &werr) {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return sc, err
-	}
-	// The client stopped reading (werr) or read to the end: its exit says which statement.
-	if exit := cmd.Wait(); exit != nil {
-		if ctx.Err() != nil {
-			return sc, ErrInterrupted
-		}
-		return sc, loadError(stderr.String(), sc, exit)
-	}
-	return sc, err
-}
-
-// client is the mariadb client that loads a dump into database: --binary-mode turns off its
-// own commands (\! would run a shell) but DELIMITER, and its packet limit is the server's.
-func client(ctx context.Context, server config.Database, database string, limit int64) (*exec.Cmd, func(), error) {
-	return mariadb.Command(ctx, server, "mariadb", "--batch", "--binary-mode",
-		fmt.Sprintf("--max-allowed-packet=%d", limit), "--", database)
 }
 
 // Exists reports whether database name exists on the server db reaches, and how many tables

@@ -40,6 +40,8 @@ type Scanner struct {
 	Limit int64
 	// digestOnly skips the statement pass: for mariadb-dump's own output, read for digests.
 	digestOnly bool
+	// noDigests skips the digests: for a reader that only checks or loads the dump.
+	noDigests bool
 
 	// Line level.
 	line      int64 // current line, from 1
@@ -78,6 +80,26 @@ type Scanner struct {
 	special    [256]bool // see setSpecial
 
 	err *DamagedError
+
+	// emit, when set, receives every statement whole, as the server is to run it (see
+	// Statement); text holds the current statement's bytes from earlier writes, keepFrom where
+	// it starts in the current one (-1: not in this write).
+	emit     func(Statement) error
+	emitErr  error
+	text     []byte
+	keepFrom int
+	curr     []byte // the write being read
+}
+
+// Statement is one statement of a dump as the mariadb client would send it: without its
+// delimiter, with the versioned comment it may open with ("/*!40101 SET NAMES utf8mb4 */"),
+// and never a DELIMITER command, which is the client's own.
+type Statement struct {
+	Text []byte
+	// Line is the line of the dump the statement starts on; Table the table its section is
+	// about ("" before the first).
+	Line  int64
+	Table string
 }
 
 type lexState uint8
@@ -114,12 +136,18 @@ func (s *Scanner) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
+	if s.emitErr != nil {
+		return 0, s.emitErr
+	}
 	s.lines(p)
 	if !s.digestOnly {
 		s.statements(p)
 	}
 	if s.err != nil {
 		return 0, s.err
+	}
+	if s.emitErr != nil {
+		return 0, s.emitErr
 	}
 	return len(p), nil
 }
@@ -209,7 +237,7 @@ func (s *Scanner) endLine() {
 		}
 		s.sections = append(s.sections, section{line: s.line, table: table})
 		s.current = ""
-		if bytes.Equal(h, dumpingData) {
+		if bytes.Equal(h, dumpingData) && !s.noDigests {
 			s.current = table
 			if s.sums[table] == nil {
 				s.sums[table] = sha256.New()
@@ -225,7 +253,11 @@ func (s *Scanner) endLine() {
 }
 
 func (s *Scanner) statements(p []byte) {
-	for i := 0; i < len(p) && s.err == nil; i++ {
+	s.curr, s.keepFrom = p, -1
+	if s.inStmt {
+		s.keepFrom = 0
+	}
+	for i := 0; i < len(p) && s.err == nil && s.emitErr == nil; i++ {
 		c := p[i]
 		s.at = i
 		if s.inStmt {
@@ -274,6 +306,9 @@ func (s *Scanner) statements(p []byte) {
 			s.sline++
 		}
 	}
+	if s.emit != nil && s.inStmt && s.keepFrom >= 0 && s.err == nil {
+		s.text = append(s.text, p[s.keepFrom:]...)
+	}
 	s.soff += int64(len(p))
 }
 
@@ -321,6 +356,17 @@ func (s *Scanner) commentByte(c byte) {
 	switch {
 	case s.commentLen == 1 && c == '!', s.commentLen == 2 && s.prev == 'M' && c == '!':
 		s.state, s.versioned, s.digits = code, true, true
+		if !s.inStmt {
+			// The statement starts at the comment's opener, which the server needs to read
+			// the rest as code.
+			s.begin()
+			opener := "/*!"
+			if s.commentLen == 2 {
+				opener = "/*M!"
+			}
+			s.text = append(s.text[:0], opener...)
+			s.keepFrom = s.at + 1
+		}
 	case s.prev == '*' && c == '/':
 		s.state = code
 		c = 0 // "*/*" opens no new comment
@@ -430,6 +476,7 @@ func (s *Scanner) word(c byte) {
 func (s *Scanner) begin() {
 	if !s.inStmt {
 		s.inStmt, s.stmtLen, s.stmtLine, s.stmtOff = true, 1, s.sline, s.soff+int64(s.at)
+		s.text, s.keepFrom = s.text[:0], s.at
 	}
 }
 
@@ -448,11 +495,21 @@ func (s *Scanner) setDelimiter() {
 
 func (s *Scanner) endStatement() {
 	s.checkHead()
+	if s.emit != nil && s.inStmt && s.err == nil {
+		text := append(s.text, s.curr[s.keepFrom:s.at+1]...)
+		text = text[:len(text)-len(s.delim)]
+		s.emitErr = s.emit(Statement{Text: text, Line: s.stmtLine, Table: s.TableAt(s.stmtLine)})
+		s.text = nil // the receiver keeps it
+	}
 	s.reset()
 }
 
 func (s *Scanner) reset() {
 	s.inStmt, s.stmtLen, s.head, s.headDone, s.versioned = false, 0, s.head[:0], false, false
+	s.keepFrom = -1
+	if s.text != nil {
+		s.text = s.text[:0]
+	}
 }
 
 // leaving are the statements that would leave the target database.

@@ -83,7 +83,7 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 	}
 
 	// backup -> [decrypt] -> gunzip -> scanner (digests) + mariadb scratch
-	fromFile, err := loadInto(ctx, server, ScratchDatabase, file, keys, limit)
+	fromFile, err := loadDump(ctx, server, ScratchDatabase, file, keys, limit, true)
 	if err != nil {
 		var load *LoadError
 		if errors.As(err, &load) {

@@ -59,7 +59,7 @@ func (e *connError) Unwrap() []error { return e.errs }
 // Open connects to the database db names and pings it, so that a server that is down, a
 // missing database or a refused login surfaces here as one clear line rather than at the
 // first query.
-func Open(ctx context.Context, db config.Database) (*sql.DB, error) {
+func Open(ctx context.Context, db config.Database, opts ...Option) (*sql.DB, error) {
 	if db.Name != "" {
 		if err := ValidIdentifier(db.Name); err != nil {
 			return nil, fmt.Errorf("mariadb: database.name: %w", err)
@@ -76,6 +76,9 @@ func Open(ctx context.Context, db config.Database) (*sql.DB, error) {
 	// The driver's own log lines ("broken pipe" on a dropped connection) would land in cron
 	// mail and dpkg output; errors reach callers as returned values instead.
 	cfg.Logger = &mysql.NopLogger{}
+	for _, o := range opts {
+		o(cfg)
+	}
 	if db.PasswordFile != "" {
 		pw, err := readPassword(db.PasswordFile)
 		if err != nil {
@@ -93,6 +96,15 @@ func Open(ctx context.Context, db config.Database) (*sql.DB, error) {
 		return nil, explain(err, db)
 	}
 	return sdb, nil
+}
+
+// Option adjusts the settings of the connections Open makes.
+type Option func(*mysql.Config)
+
+// MaxPacket lets statements of up to n bytes through, where the driver's own limit (64 MiB)
+// would refuse what the server accepts: a restore's statements, up to max_allowed_packet.
+func MaxPacket(n int64) Option {
+	return func(c *mysql.Config) { c.MaxAllowedPacket = int(n) }
 }
 
 // endpoint picks the socket when one is configured and no host overrides it, as the
