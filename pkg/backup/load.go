@@ -122,7 +122,7 @@ func loadDump(ctx context.Context, server config.Database, target, file string, 
 	sc.emit, sc.noDigests = l.dispatch, !digests
 	if err = l.start(n); err == nil {
 		// The stream reads on under ctx: a failed statement reaches it as the scanner's error.
-		if _, err = stream(ctx, file, r, sc, nil); err == nil {
+		if _, err = stream(ctx, file, r, sc); err == nil {
 			err = l.finish()
 		}
 	}

@@ -151,18 +151,11 @@ func (r *sqlReader) Close() error { return r.close() }
 // backup was not judged.
 var ErrInterrupted = errors.New("interrupted")
 
-// writeError is a failure of the writer stream copies to (the mariadb client loading the
-// dump), as opposed to one of the backup.
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
-
-// stream reads the SQL of file from r through sc and into w (nil: nowhere) until the end, and
-// checks it ends as a complete dump does. A read failure, a refused statement or a cut dump
-// is a *DamagedError saying where; a failure to write is a *writeError; a cancelled ctx is
-// ErrInterrupted.
-func stream(ctx context.Context, file string, r io.Reader, sc *Scanner, w io.Writer) (int64, error) {
+// stream reads the SQL of file from r through sc until the end, and checks it ends as a
+// complete dump does. A read failure, a refused statement or a cut dump is a *DamagedError
+// saying where; a cancelled ctx is ErrInterrupted; an error sc's receiver returns (a
+// statement the server refused) is that error.
+func stream(ctx context.Context, file string, r io.Reader, sc *Scanner) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var total int64
 	for {
@@ -178,14 +171,6 @@ func stream(ctx context.Context, file string, r io.Reader, sc *Scanner, w io.Wri
 					d.File = file
 				}
 				return total, serr
-			}
-			if w != nil {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					if ctx.Err() != nil {
-						return total, ErrInterrupted
-					}
-					return total, &writeError{werr}
-				}
 			}
 		}
 		if errors.Is(err, io.EOF) {

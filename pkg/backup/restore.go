@@ -54,7 +54,7 @@ func Verify(ctx context.Context, path string, keys openpgp.EntityList, limit int
 	defer r.Close()
 	sc := NewScanner(limit)
 	sc.noDigests = true
-	n, err := stream(ctx, path, r, sc, nil)
+	n, err := stream(ctx, path, r, sc)
 	sum := Summary{Size: n, Database: sc.Database()}
 	if f, ok := Parse(path); ok && sum.Database == "" {
 		sum.Database = f.Database // a dump without comments: the name emrkit gave it
