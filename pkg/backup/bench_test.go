@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/internal/demofixture"
+	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
 	"github.com/emrkit/emrkit/pkg/pgp"
 )
@@ -17,6 +18,18 @@ import (
 // benchRowsEnv sets the fixture size; `make bench` sets 1000000 (the same variable as
 // pkg/migrate's benchmarks). Unset, a small table keeps `go test -bench .` quick.
 const benchRowsEnv = "EMRKIT_BENCH_ROWS"
+
+// benchServer is a private MariaDB with a clinic server's buffer pool and an oscar_15 of rows
+// fixture patients.
+func benchServer(b *testing.B, rows int) (*mariadbtest.Server, config.Database) {
+	srv := mariadbtest.Start(b)
+	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
+	cfg := srv.CreateDatabase(b, "oscar_15")
+	if err := demofixture.Fill(context.Background(), srv.DB(b, "oscar_15"), rows, 1); err != nil {
+		b.Fatal(err)
+	}
+	return srv, cfg
+}
 
 // benchRows is the fixture size benchRowsEnv asks for, else def.
 func benchRows(b *testing.B, def int) int {
@@ -37,13 +50,8 @@ func benchRows(b *testing.B, def int) int {
 // of the pipeline's (the issue's target: at least 0.8). The unencrypted backup is timed too.
 func BenchmarkVersusGzip(b *testing.B) {
 	rows := benchRows(b, 20_000)
-	srv := mariadbtest.Start(b)
-	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
+	_, cfg := benchServer(b, rows)
 	ctx := context.Background()
-	cfg := srv.CreateDatabase(b, "oscar_15")
-	if err := demofixture.Fill(ctx, srv.DB(b, "oscar_15"), rows, 1); err != nil {
-		b.Fatal(err)
-	}
 	ks, err := pgp.GenerateKey("Bench <bench@example.org>", pgp.RSA3072)
 	if err != nil {
 		b.Fatal(err)
@@ -152,13 +160,8 @@ func BenchmarkVerifyVersusDumpRestore(b *testing.B) {
 // goal: at least 2 on 1,000,000 patients).
 func BenchmarkRestoreVersusPlainClient(b *testing.B) {
 	rows := benchRows(b, 100_000)
-	srv := mariadbtest.Start(b)
-	srv.DB(b, "").Exec("SET GLOBAL innodb_buffer_pool_size = 512 * 1024 * 1024") // a clinic server's, not a test's
+	srv, cfg := benchServer(b, rows)
 	ctx := context.Background()
-	cfg := srv.CreateDatabase(b, "oscar_15")
-	if err := demofixture.Fill(ctx, srv.DB(b, "oscar_15"), rows, 1); err != nil {
-		b.Fatal(err)
-	}
 	file, err := Write(ctx, Options{Database: cfg, Dir: b.TempDir(), Label: ManualLabel})
 	if err != nil {
 		b.Fatal(err)
