@@ -82,6 +82,14 @@ func (c *chroot) oscarHost(props string) {
 	must(c.t, os.WriteFile(p, []byte(props), 0o640))
 }
 
+// putDeb copies the package at deb into the chroot as /tmp/emrkit.deb.
+func (c *chroot) putDeb(deb string) {
+	c.t.Helper()
+	data, err := os.ReadFile(deb)
+	must(c.t, err)
+	must(c.t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+}
+
 // dbDump is the fixture database, for comparison with its baseline.
 func (c *chroot) dbDump() string {
 	c.t.Helper()
@@ -204,9 +212,7 @@ func TestDpkgInstallPurgeRestoresHost(t *testing.T) {
 	c := newChroot(t)
 	c.oscarHost(chrootProps)
 	props := c.path("/usr/share/tomcat9/oscar.properties")
-	data, err := os.ReadFile(deb)
-	must(t, err)
-	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+	c.putDeb(deb)
 	baseUFW := c.mustRun("ufw", "status", "verbose")
 	baseline := c.treeState()
 	baseDB := c.dbDump()
@@ -304,9 +310,7 @@ func TestCronCyclesPINsInChroot(t *testing.T) {
 	deb := buildDeb(t)
 	c := newChroot(t)
 	c.oscarHost(chrootProps)
-	data, err := os.ReadFile(deb)
-	must(t, err)
-	must(t, os.WriteFile(c.path("/tmp/emrkit.deb"), data, 0o644))
+	c.putDeb(deb)
 	// Backups every minute, so cron takes one while the test waits.
 	must(t, os.WriteFile(c.path("/tmp/preseed"), []byte("emrkit emrkit/backup-schedule string * * * * *\n"), 0o644))
 	c.mustRun("debconf-set-selections", "/tmp/preseed")

@@ -40,6 +40,55 @@ type Config struct {
 	OpenEMR OpenEMR `yaml:"openemr,omitempty"`
 	// Portal (since 0.6.0) is written only when set, for the same reason.
 	Portal Portal `yaml:"portal,omitempty"`
+	// Alerts (since 0.8.2) is written only when set, for the same reason.
+	Alerts Alerts `yaml:"alerts,omitempty"`
+}
+
+// Alerts says who is told when scheduled work goes wrong (see pkg/alert).
+type Alerts struct {
+	// MailTo is the address, or a local user; empty means DefaultMailTo, "off" sends none.
+	MailTo string `yaml:"mail_to,omitempty"`
+	// Sendmail is the mail program; empty means DefaultSendmail.
+	Sendmail string `yaml:"sendmail,omitempty"`
+}
+
+// Debian's convention, as cron's: mail root through the MTA's sendmail.
+const (
+	DefaultMailTo   = "root"
+	DefaultSendmail = "/usr/sbin/sendmail"
+)
+
+// Recipient is alerts.mail_to, or DefaultMailTo when unset ("" when alerts are off).
+func (a Alerts) Recipient() string {
+	switch a.MailTo {
+	case "":
+		return DefaultMailTo
+	case "off":
+		return ""
+	}
+	return a.MailTo
+}
+
+// Program is alerts.sendmail, or DefaultSendmail when unset.
+func (a Alerts) Program() string {
+	if a.Sendmail == "" {
+		return DefaultSendmail
+	}
+	return a.Sendmail
+}
+
+// mailAddress is a local user or an address sendmail takes as one argument: no blanks,
+// quotes or line breaks, so it can never add a header or a recipient.
+var mailAddress = regexp.MustCompile(`^[A-Za-z0-9._%+-]+(@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*)?$`)
+
+func (a Alerts) validate() error {
+	if to := a.Recipient(); to != "" && (!mailAddress.MatchString(to) || strings.HasPrefix(to, "-")) {
+		return fmt.Errorf("alerts.mail_to: %q is not a mail address or a local user (like root or admin@clinic.example); \"off\" sends no alerts", shown(a.MailTo))
+	}
+	if !filepath.IsAbs(a.Program()) {
+		return fmt.Errorf("alerts.sendmail: %q must be an absolute path (like %s)", shown(a.Sendmail), DefaultSendmail)
+	}
+	return nil
 }
 
 // Portal is an offsite patient portal's way into this OpenEMR server: its own database user,
@@ -549,6 +598,7 @@ func (c Config) Validate() error {
 			return nil
 		},
 		c.Portal.validate,
+		c.Alerts.validate,
 		func() error {
 			if c.Portal.Enable && c.Profile != "openemr" {
 				return fmt.Errorf("portal.enable: the offsite portal is OpenEMR's; set profile: openemr or portal.enable: false")

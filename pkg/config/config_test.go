@@ -117,3 +117,24 @@ func TestBackupKeepOnlyWrittenWhenSet(t *testing.T) {
 		}
 	}
 }
+
+// alerts.mail_to reaches sendmail as one argument: nothing that could be a second recipient,
+// an option or a header gets through.
+func TestAlertsRecipient(t *testing.T) {
+	for to, ok := range map[string]bool{"": true, "root": true, "admin@clinic.example": true, "off": true,
+		"root\nBcc: eve@x": false, "-oQ/tmp": false, "a b": false, "root,eve": false, "<root>": false, "a@b..c": false} {
+		c := Default()
+		c.Alerts.MailTo = to
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("alerts.mail_to %q: %v", to, err)
+		}
+	}
+	if (Alerts{}).Recipient() != "root" || (Alerts{MailTo: "off"}).Recipient() != "" || (Alerts{}).Program() != "/usr/sbin/sendmail" {
+		t.Fatal("defaults")
+	}
+	c := Default()
+	c.Alerts.Sendmail = "sendmail"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "alerts.sendmail") {
+		t.Fatalf("a relative sendmail: %v", err)
+	}
+}

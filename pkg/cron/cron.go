@@ -45,28 +45,51 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 const BackupFile = "emrkit-backup"
 
 // BackupJob is the backup schedule's entry: a backup at at (a cron time), encrypted to the
-// export key when there is one, and every Sunday a restore test of the newest backup. Like the
-// PIN job it does nothing once the package is removed.
-func BackupJob(configPath, at string, encrypt bool) []byte {
+// export key when there is one, every Sunday a restore test of the newest backup, and every
+// morning a doctor run. Each mails what went wrong to alerts.mail_to (--alert: a failed backup
+// or test, a check that passed the day before and fails now); their stdout, the report of a
+// run that went right or was mailed, goes nowhere. Like the PIN job it does nothing once the
+// package is removed.
+func BackupJob(configPath, at string, j Jobs) []byte {
 	flag := ""
 	if configPath != config.DefaultPath {
 		flag = " --config " + configPath
 	}
 	enc := ""
-	if encrypt {
+	if j.Encrypt {
 		enc = " --encrypt"
 	}
-	return fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule) and a weekly restore test.
+	if !j.Alerts { // the entry of 0.5.0 to 0.8.1
+		return fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule) and a weekly restore test.
 # Undone by 'emrkit revert --all' or 'dpkg --purge emrkit'; edits here are kept on purge.
 SHELL=/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 %s root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup%s
 47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup verify
 `, at, flag, enc, flag)
+	}
+	return fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule), a weekly restore test and a
+# daily doctor run, each mailing alerts.mail_to (root) what went wrong.
+# Undone by 'emrkit revert --all' or 'dpkg --purge emrkit'; edits here are kept on purge.
+SHELL=/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+%s root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup%s --alert >/dev/null
+47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup verify --alert >/dev/null
+37 6 * * * root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s doctor --alert >/dev/null
+`, at, flag, enc, flag, flag)
+}
+
+// AlertsSince is the release whose scheduled runs mail their failures (--alert, pkg/alert).
+const AlertsSince = "0.8.2"
+
+// Jobs says what the backup schedule's entry runs: encrypted backups, and (since
+// AlertsSince) runs that mail their failures.
+type Jobs struct {
+	Encrypt, Alerts bool
 }
 
 // BackupStep installs the schedule in dir (nil when backup.schedule is off).
-func BackupStep(dir, configPath string, b config.Backup, encrypt bool, since string) ([]managedfile.Step, error) {
+func BackupStep(dir, configPath string, b config.Backup, j Jobs, since string) ([]managedfile.Step, error) {
 	at := b.CronTime()
 	if at == "" {
 		return nil, nil
@@ -75,8 +98,8 @@ func BackupStep(dir, configPath string, b config.Backup, encrypt bool, since str
 	if err := checkConfigPath(configPath); err != nil {
 		return nil, err
 	}
-	return []managedfile.Step{{Path: path, Content: BackupJob(configPath, at, encrypt), Mode: 0o644,
-		What: "cron job taking scheduled backups and restore tests", SinceVersion: since}}, nil
+	return []managedfile.Step{{Path: path, Content: BackupJob(configPath, at, j), Mode: 0o644,
+		What: "cron job taking scheduled backups, restore tests and doctor runs", SinceVersion: since}}, nil
 }
 
 func checkConfigPath(configPath string) error {

@@ -56,17 +56,22 @@ func TestPINJob(t *testing.T) {
 func TestBackupStep(t *testing.T) {
 	dir := t.TempDir()
 	for sched, want := range map[string]string{"": "17 2 * * * root", "daily": "17 2 * * * root", "weekly": "17 2 * * 0 root", "30  1 * * 1-5": "30 1 * * 1-5 root"} {
-		s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched}, true, "0.5.0")
+		s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched}, Jobs{Encrypt: true, Alerts: true}, "0.5.0")
 		if err != nil || len(s) != 1 {
 			t.Fatalf("%q: %v %v", sched, s, err)
 		}
 		c := string(s[0].Content)
-		if !strings.Contains(c, "\n"+want+" [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup --encrypt\n") ||
-			!strings.Contains(c, "\n47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup verify\n") {
+		if !strings.Contains(c, "\n"+want+" [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup --encrypt --alert >/dev/null\n") ||
+			!strings.Contains(c, "\n47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup verify --alert >/dev/null\n") ||
+			!strings.Contains(c, "\n37 6 * * * root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit doctor --alert >/dev/null\n") {
 			t.Errorf("%q:\n%s", sched, c)
 		}
+		old, _ := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched}, Jobs{Encrypt: true}, "0.5.0")
+		if c := string(old[0].Content); !strings.Contains(c, "/usr/bin/emrkit backup --encrypt\n") || strings.Contains(c, "alert") {
+			t.Errorf("%q before alerts:\n%s", sched, c)
+		}
 	}
-	if s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: "off"}, false, "0.5.0"); err != nil || len(s) != 0 {
+	if s, err := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: "off"}, Jobs{}, "0.5.0"); err != nil || len(s) != 0 {
 		t.Fatalf("off: %v %v", s, err)
 	}
 	for _, bad := range []string{"hourly", "* * *", "1 2 3 4 5; rm -rf /", "a b c d e"} {

@@ -88,9 +88,11 @@ type env struct {
 	cfg   config.Config
 	host  Host
 	since string
-	db    *twofa.DB
-	uris  *twofa.URIFile
-	plan  *Plan
+	// version is the release planned, for content that changed between releases.
+	version string
+	db      *twofa.DB
+	uris    *twofa.URIFile
+	plan    *Plan
 }
 
 type item struct {
@@ -119,7 +121,7 @@ var catalogue = []item{
 // New builds the plan of release version for cfg. It connects to nothing: steps open the
 // database when they first need it.
 func New(cfg config.Config, h Host, version string) (*Plan, error) {
-	e := env{cfg: cfg, host: h, db: twofa.NewDB(cfg.Database),
+	e := env{cfg: cfg, host: h, version: version, db: twofa.NewDB(cfg.Database),
 		uris: &twofa.URIFile{Path: filepath.Join(cfg.Paths.StateDir, twofa.URIFileName)}}
 	p := &Plan{db: e.db, Warnings: func(context.Context) []string { return nil }}
 	e.plan = p
@@ -218,7 +220,11 @@ func openemrApacheSecurity(e env) ([]step.Step, error) {
 // encrypted to the export key when pgp.mode gives one.
 func backupSchedule(e env) ([]step.Step, error) {
 	encrypt := oscar(e) && (e.cfg.PGP.Mode == "generate" || e.cfg.PGP.Mode == "public-key")
-	s, err := cron.BackupStep(filepath.Dir(e.cfg.Paths.CronFile), e.host.ConfigPath, e.cfg.Backup, encrypt, e.since)
+	alerts, err := debversion.AtMost(cron.AlertsSince, e.version)
+	if err != nil {
+		return nil, err
+	}
+	s, err := cron.BackupStep(filepath.Dir(e.cfg.Paths.CronFile), e.host.ConfigPath, e.cfg.Backup, cron.Jobs{Encrypt: encrypt, Alerts: alerts}, e.since)
 	if err != nil {
 		return nil, err
 	}

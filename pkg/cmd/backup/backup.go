@@ -15,6 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/spf13/cobra"
 
+	"github.com/emrkit/emrkit/pkg/alert"
 	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
@@ -33,6 +34,8 @@ type Options struct {
 	// Keep is how many backups of this kind retention keeps (0: all).
 	Keep   int
 	DryRun bool
+	// Alert mails a failure to alerts.mail_to (cron's scheduled runs).
+	Alert bool
 }
 
 // New returns the `backup` command.
@@ -54,6 +57,9 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			}
 			path, err := RunBackup(cmd.Context(), o, cfg)
 			if err != nil {
+				if o.Alert {
+					return mailFailure(cmd.Context(), f, cfg, "the scheduled backup failed", "run emrkit backup to see it again, then emrkit doctor", err)
+				}
 				return err
 			}
 			if path != "" {
@@ -69,7 +75,25 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.Flags().Var(&cmdutil.IntRange{P: &o.Keep, Min: 0, Max: MaxKeep, What: "backups kept (0 keeps all)"}, "keep",
 		fmt.Sprintf("keep the newest `N` backups, delete older ones, 0..%d (0 keeps all; default: backup.keep)", MaxKeep))
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "check the database and the key; write nothing")
+	cmd.Flags().BoolVar(&o.Alert, "alert", false, "mail a failure to alerts.mail_to instead of only printing it (cron's runs)")
 	return cmd
+}
+
+// mailFailure mails err, a scheduled run's failure, to alerts.mail_to and returns what to
+// exit with. Once the mail is sent the failure goes to stdout, not stderr: cron mails a job's
+// stderr, and one alert is enough. When the mail cannot be sent, both errors go to stderr,
+// for cron's mail or its log.
+func mailFailure(ctx context.Context, f *cmdutil.Factory, cfg config.Config, subject, fix string, err error) error {
+	m := alert.NewMailer(cfg)
+	sent, merr := m.Send(ctx, alert.Report{Subject: subject, Lines: []string{err.Error(), "fix: " + fix}})
+	switch {
+	case merr != nil:
+		return &cmdutil.ExitErr{Code: cmdutil.ExitCode(err), Err: fmt.Errorf("%w; %w", err, merr)}
+	case !sent:
+		return err
+	}
+	fmt.Fprintf(f.Out, "%s\nmailed %s: %s\n", err, m.To, subject)
+	return &cmdutil.ExitErr{Code: cmdutil.ExitCode(err)}
 }
 
 // MaxKeep bounds --keep: beyond it "keep N" is "keep all" said in a way a typo makes.
@@ -262,6 +286,7 @@ type VerifyOptions struct {
 	File                string // "" = the newest backup
 	Key, PassphraseFile string
 	JSON                bool
+	Alert               bool // mail a failed or interrupted test to alerts.mail_to
 }
 
 func newVerify(f *cmdutil.Factory) *cobra.Command {
@@ -278,12 +303,17 @@ func newVerify(f *cmdutil.Factory) *cobra.Command {
 			if len(args) == 1 {
 				o.File = args[0]
 			}
-			return RunVerify(cmd.Context(), o, cfg)
+			err := RunVerify(cmd.Context(), o, cfg)
+			if err != nil && o.Alert {
+				return mailFailure(cmd.Context(), f, cfg, "the scheduled restore test failed", "emrkit backup verify; emrkit doctor", err)
+			}
+			return err
 		}),
 	}
 	cmd.Flags().StringVar(&o.Key, "key", "", "private key `FILE` of an encrypted backup")
 	cmd.Flags().StringVar(&o.PassphraseFile, "passphrase-file", "", "the private key's passphrase, first line of `FILE`")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&o.Alert, "alert", false, "mail a failed test to alerts.mail_to instead of only printing it (cron's runs)")
 	return cmd
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrkit/emrkit/pkg/alert"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/doctor"
@@ -25,6 +26,9 @@ type Options struct {
 	JSON    bool
 	Verbose bool
 	Profile string // "" = the configuration's
+	// Alert mails (alerts.mail_to) the checks that passed at the last --alert run and fail
+	// now, and keeps this report for the next: the scheduled run's mode.
+	Alert bool
 }
 
 func New(f *cmdutil.Factory) *cobra.Command {
@@ -55,6 +59,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the report as JSON (for monitoring)")
 	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "name what findings only count (OpenEMR's users without MFA)")
 	cmd.Flags().StringVar(&o.Profile, "profile", "", "check as `oscar` or `openemr` (default: the configured profile)")
+	cmd.Flags().BoolVar(&o.Alert, "alert", false, "mail alerts.mail_to the checks that passed at the last --alert run and fail now (cron's daily run)")
 	return cmd
 }
 
@@ -95,8 +100,37 @@ func Run(ctx context.Context, o *Options, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	if o.Alert {
+		if err := alertRegressions(ctx, o, cfg, r); err != nil {
+			return err
+		}
+	}
 	if r.Failing() {
 		return cmdutil.Problem()
+	}
+	return nil
+}
+
+// alertRegressions mails the checks that passed at the last --alert run and fail in r, then
+// keeps r for the next run. A check failing run after run is mailed once, when it broke.
+func alertRegressions(ctx context.Context, o *Options, cfg config.Config, r doctor.Report) error {
+	last, ok, err := alert.LoadLastDoctor(cfg.Paths.StateDir)
+	if err != nil {
+		fmt.Fprintf(o.F.Err, "emrkit doctor: %v\n", err)
+	}
+	if regressed := alert.Regressions(last, r); ok && len(regressed) > 0 {
+		m := alert.NewMailer(cfg)
+		sent, err := m.Send(ctx, alert.RegressionReport(regressed))
+		if err != nil {
+			// Not kept: the next run compares with the last report mailed about, and tries again.
+			return fmt.Errorf("doctor: %w; the checks that broke are in the table above", err)
+		}
+		if sent && !o.JSON { // stdout: cron mails a job's stderr, and one alert is enough
+			fmt.Fprintf(o.F.Out, "mailed %s: %d check(s) passed last time and fail now\n", m.To, len(regressed))
+		}
+	}
+	if err := alert.SaveLastDoctor(cfg.Paths.StateDir, r); err != nil {
+		return fmt.Errorf("doctor: keep the report for the next --alert run: %w", err)
 	}
 	return nil
 }
