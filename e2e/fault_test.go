@@ -3,12 +3,14 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // faultHost is a fixture OSCAR host in its own chroot with both releases, built with
-// TAGS=faultinject so EMRKIT_FAULT=N makes emrkit SIGKILL itself at its N-th journal point.
+// TAGS=faultinject so EMRKIT_FAULT=N makes emrkit SIGKILL itself at the N-th journal point
+// of a run (counted over all its emrkit processes).
 type faultHost struct {
 	*chroot
 	in map[string]string
@@ -42,13 +44,20 @@ func (h *faultHost) install(name string) []string {
 // points runs a dpkg command listing the fault points every emrkit process reaches.
 func (h *faultHost) points(argv ...string) int {
 	h.t.Helper()
-	out := h.mustRun(append([]string{"env", "EMRKIT_FAULT=list"}, argv...)...)
+	out := h.mustRun(armed("list", argv)...)
 	return strings.Count(out, "fault point ")
+}
+
+// armed is argv with the fault injector set to fault, counting the points of every emrkit
+// process of the run in one file (fault.CounterEnv), which is gone again afterwards.
+func armed(fault string, argv []string) []string {
+	const counter = "/tmp/emrkit-fault-counter"
+	return append([]string{"sh", "-c", `rm -f ` + counter + `; env EMRKIT_FAULT="$0" EMRKIT_FAULT_COUNTER=` + counter + ` "$@"; rc=$?; rm -f ` + counter + `; exit $rc`, fault}, argv...)
 }
 
 func (h *faultHost) killAt(n int, argv ...string) {
 	h.t.Helper()
-	out, code := h.run(append([]string{"env", fmt.Sprintf("EMRKIT_FAULT=%d", n)}, argv...)...)
+	out, code := h.run(armed(strconv.Itoa(n), argv)...)
 	if code == 0 && !strings.Contains(out, "fault: SIGKILL") {
 		h.t.Fatalf("%v with EMRKIT_FAULT=%d was not killed:\n%s", argv, n, out)
 	}

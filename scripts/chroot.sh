@@ -27,8 +27,9 @@ suite=bookworm
 mirror=${EMRKIT_MIRROR:-http://deb.debian.org/debian}
 cache=${EMRKIT_CACHE:-/var/cache/emrkit-test}
 # What a fixture OSCAR host needs besides dpkg: its database, the tools emrkit's steps use, and
-# an MTA (dma: Debian's small sendmail, delivering to /var/mail) for the alerts.
-extra="debconf mariadb-server mariadb-client ufw iptables iproute2 gnupg pgpgpg cron oathtool netcat-openbsd apache2 unattended-upgrades openssh-client adduser dma"
+# an MTA (dma: Debian's small sendmail, delivering to /var/mail) for the alerts, and restic for
+# the offsite copies.
+extra="debconf mariadb-server mariadb-client ufw iptables iproute2 gnupg pgpgpg cron oathtool netcat-openbsd apache2 unattended-upgrades openssh-client adduser dma restic"
 key=$(printf '%s %s %s\n' "$suite" "$mirror" "$extra" | sha256sum | cut -c1-12)
 tarball="$cache/$suite-$key.tar.gz"
 # What a booted box adds: systemd as PID 1 and the portal's sshd (../shared/systemd-nspawn.md).

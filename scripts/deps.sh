@@ -12,7 +12,7 @@ gnupg pgpgpg oathtool
 cron debconf-utils
 apache2 libapache2-mod-php curl openssl
 openssh-client openssh-server adduser
-systemd-container
+systemd-container restic
 "
 
 missing=""
