@@ -11,13 +11,9 @@ package alert
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/emrkit/emrkit/pkg/config"
@@ -123,27 +119,14 @@ func RegressionReport(checks []doctor.Check) Report {
 // LoadLastDoctor reads the last scheduled doctor report (ok false: none yet).
 func LoadLastDoctor(stateDir string) (doctor.Report, bool, error) {
 	var r doctor.Report
-	data, err := fsutil.ReadFile(filepath.Join(stateDir, LastDoctor), fsutil.TextLimit)
-	if errors.Is(err, fs.ErrNotExist) {
-		return r, false, nil
-	}
+	ok, err := fsutil.LoadRecord(stateDir, LastDoctor, &r)
 	if err != nil {
-		return r, false, err
+		return r, false, fmt.Errorf("%w; it is rewritten by the next emrkit doctor --alert", err)
 	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		return r, false, fmt.Errorf("%s is corrupt (%v); it is rewritten by the next emrkit doctor --alert", LastDoctor, err)
-	}
-	return r, true, nil
+	return r, ok, nil
 }
 
 // SaveLastDoctor keeps r for the next scheduled run (0600: findings name files and users).
 func SaveLastDoctor(stateDir string, r doctor.Report) error {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
-	return fsutil.WriteAtomic(filepath.Join(stateDir, LastDoctor), append(data, '\n'), 0o600, nil)
+	return fsutil.SaveRecord(stateDir, LastDoctor, r)
 }

@@ -3,12 +3,9 @@ package backup
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -168,32 +165,16 @@ const VerifyRecord = "backup-verify.json"
 
 // SaveVerify records res as the last restore test.
 func SaveVerify(stateDir string, res VerifyResult) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
-	return fsutil.WriteAtomic(filepath.Join(stateDir, VerifyRecord), append(data, '\n'), 0o600, nil)
+	return fsutil.SaveRecord(stateDir, VerifyRecord, res)
 }
 
 // LastVerify returns the last restore test (ok false: none recorded).
 func LastVerify(stateDir string) (VerifyResult, bool, error) {
 	var res VerifyResult
-	data, err := fsutil.ReadFile(filepath.Join(stateDir, VerifyRecord), fsutil.TextLimit)
-	if errors.Is(err, fs.ErrNotExist) {
-		return res, false, nil
-	}
-	if err != nil {
-		return res, false, err
-	}
-	if err := json.Unmarshal(data, &res); err != nil {
-		return res, false, fmt.Errorf("%s is corrupt: %w", VerifyRecord, err)
-	}
+	ok, err := fsutil.LoadRecord(stateDir, VerifyRecord, &res)
 	// A record written by emrkit 0.6.0 may quote the patient rows a failing statement held.
 	res.Problem = redact.SQLText(res.Problem)
-	return res, true, nil
+	return res, ok, err
 }
 
 // Newest returns the newest backup of database with label in dir (ok false: none).

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/emrkit/emrkit/pkg/fsutil"
+	"github.com/emrkit/emrkit/pkg/offsite"
 )
 
 // DefaultPath is where the package keeps the configuration.
@@ -296,6 +298,102 @@ type Backup struct {
 	// Schedule (since 0.5.0) is when cron takes a backup: daily, weekly, off, or a cron time
 	// ("30 1 * * *"); empty means DefaultSchedule.
 	Schedule string `yaml:"schedule,omitempty"`
+	// Offsite (since 0.9.0) copies every backup `emrkit backup` takes to a restic repository
+	// off the server; unset keeps backups on this server only.
+	Offsite Offsite `yaml:"offsite,omitempty"`
+}
+
+// Offsite is where backups are copied off the server (pkg/offsite: restic over SFTP).
+type Offsite struct {
+	// Repository is restic's "sftp:USER@HOST:/PATH", "sftp://USER@HOST:PORT//PATH" or an
+	// absolute path; empty means no offsite copies.
+	Repository string `yaml:"repository,omitempty"`
+	// PasswordFile holds the repository password; empty means DefaultOffsitePasswordFile.
+	// `emrkit backup offsite init` generates it when missing.
+	PasswordFile string `yaml:"password_file,omitempty"`
+	// SSHKey and KnownHosts are ssh's files for the SFTP host; empty leaves root's ~/.ssh.
+	SSHKey     string `yaml:"ssh_key,omitempty"`
+	KnownHosts string `yaml:"known_hosts,omitempty"`
+	// Keep is the retention restic forget applies after each copy.
+	Keep OffsiteKeep `yaml:"keep,omitempty"`
+	// ReadData is how much of the data the weekly check reads back (restic check
+	// --read-data-subset: "10%", "1G", or "none"); empty means DefaultOffsiteReadData.
+	ReadData string `yaml:"read_data,omitempty"`
+}
+
+// OffsiteKeep counts the newest daily, weekly and monthly snapshots kept; unset fields take
+// DefaultOffsiteKeep's, 0 keeps none of that kind; 0 for all three keeps every copy.
+type OffsiteKeep struct {
+	Daily   *int `yaml:"daily,omitempty"`
+	Weekly  *int `yaml:"weekly,omitempty"`
+	Monthly *int `yaml:"monthly,omitempty"`
+}
+
+// Offsite defaults: a week of dailies, a month of weeklies, a year of monthlies.
+const (
+	DefaultOffsitePasswordFile = "/etc/emrkit/offsite.password"
+	DefaultOffsiteReadData     = "10%"
+)
+
+// DefaultOffsiteKeep is the retention of fields backup.offsite.keep leaves unset.
+var DefaultOffsiteKeep = offsite.Keep{Daily: 7, Weekly: 5, Monthly: 12}
+
+// Enabled reports whether backups are copied offsite.
+func (o Offsite) Enabled() bool { return o.Repository != "" }
+
+// Repo is the repository o names.
+func (o Offsite) Repo() offsite.Repo {
+	return offsite.Repo{Repository: o.Repository, PasswordFile: orDefault(o.PasswordFile, DefaultOffsitePasswordFile),
+		SSHKey: o.SSHKey, KnownHosts: o.KnownHosts}
+}
+
+// Retention is o's keep with the defaults filled in.
+func (o Offsite) Retention() offsite.Keep {
+	pick := func(p *int, def int) int {
+		if p == nil {
+			return def
+		}
+		return *p
+	}
+	d := DefaultOffsiteKeep
+	return offsite.Keep{Daily: pick(o.Keep.Daily, d.Daily), Weekly: pick(o.Keep.Weekly, d.Weekly), Monthly: pick(o.Keep.Monthly, d.Monthly)}
+}
+
+// CheckSubset is restic check's --read-data-subset ("" for the structure only).
+func (o Offsite) CheckSubset() string {
+	switch o.ReadData {
+	case "":
+		return DefaultOffsiteReadData
+	case "none":
+		return ""
+	}
+	return o.ReadData
+}
+
+var readDataSubset = regexp.MustCompile(`^([0-9]{1,3}(\.[0-9]+)?%|[0-9]+[kKmMgGtT]?|[0-9]+/[0-9]+)$`)
+
+func (o Offsite) validate() error {
+	if !o.Enabled() {
+		if o != (Offsite{}) {
+			return errors.New("backup.offsite: repository is empty; give the restic repository (sftp:USER@HOST:/PATH) or remove backup.offsite")
+		}
+		return nil
+	}
+	if err := o.Repo().Check(); err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		name string
+		n    *int
+	}{{"daily", o.Keep.Daily}, {"weekly", o.Keep.Weekly}, {"monthly", o.Keep.Monthly}} {
+		if k.n != nil && (*k.n < 0 || *k.n > 10000) {
+			return fmt.Errorf("backup.offsite.keep.%s: %d is out of range (0-10000)", k.name, *k.n)
+		}
+	}
+	if o.ReadData != "" && o.ReadData != "none" && !readDataSubset.MatchString(o.ReadData) {
+		return fmt.Errorf("backup.offsite.read_data: %q is not a share (10%%), a size (1G), n/t or none", shown(o.ReadData))
+	}
+	return nil
 }
 
 // DefaultSchedule is backup.schedule when the file does not set it.
@@ -599,6 +697,7 @@ func (c Config) Validate() error {
 		},
 		c.Portal.validate,
 		c.Alerts.validate,
+		c.Backup.Offsite.validate,
 		func() error {
 			if c.Portal.Enable && c.Profile != "openemr" {
 				return fmt.Errorf("portal.enable: the offsite portal is OpenEMR's; set profile: openemr or portal.enable: false")

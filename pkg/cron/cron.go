@@ -68,7 +68,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup verify
 `, at, flag, enc, flag)
 	}
-	return fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule), a weekly restore test and a
+	entry := fmt.Appendf(nil, `# Installed by emrkit: scheduled backups (backup.schedule), a weekly restore test and a
 # daily doctor run, each mailing alerts.mail_to (root) what went wrong.
 # Undone by 'emrkit revert --all' or 'dpkg --purge emrkit'; edits here are kept on purge.
 SHELL=/bin/sh
@@ -77,15 +77,20 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 47 3 * * 0 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup verify --alert >/dev/null
 37 6 * * * root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s doctor --alert >/dev/null
 `, at, flag, enc, flag, flag)
+	if j.Offsite {
+		// Each backup above copies itself offsite; Saturday's check reads part of the copies back.
+		entry = fmt.Appendf(entry, "27 4 * * 6 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit%s backup offsite check --alert >/dev/null\n", flag)
+	}
+	return entry
 }
 
 // AlertsSince is the release whose scheduled runs mail their failures (--alert, pkg/alert).
 const AlertsSince = "0.8.2"
 
-// Jobs says what the backup schedule's entry runs: encrypted backups, and (since
-// AlertsSince) runs that mail their failures.
+// Jobs says what the backup schedule's entry runs: encrypted backups, (since AlertsSince)
+// runs that mail their failures, and (with alerts) the offsite repository's weekly check.
 type Jobs struct {
-	Encrypt, Alerts bool
+	Encrypt, Alerts, Offsite bool
 }
 
 // BackupStep installs the schedule in dir (nil when backup.schedule is off).
@@ -98,6 +103,7 @@ func BackupStep(dir, configPath string, b config.Backup, j Jobs, since string) (
 	if err := checkConfigPath(configPath); err != nil {
 		return nil, err
 	}
+	j.Offsite = j.Alerts && b.Offsite.Enabled()
 	return []managedfile.Step{{Path: path, Content: BackupJob(configPath, at, j), Mode: 0o644,
 		What: "cron job taking scheduled backups, restore tests and doctor runs", SinceVersion: since}}, nil
 }

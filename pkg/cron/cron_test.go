@@ -66,6 +66,13 @@ func TestBackupStep(t *testing.T) {
 			!strings.Contains(c, "\n37 6 * * * root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit doctor --alert >/dev/null\n") {
 			t.Errorf("%q:\n%s", sched, c)
 		}
+		if strings.Contains(c, "offsite") {
+			t.Errorf("%q: an offsite check without backup.offsite:\n%s", sched, c)
+		}
+		off, _ := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched, Offsite: config.Offsite{Repository: "/mnt/vault"}}, Jobs{Encrypt: true, Alerts: true}, "0.5.0")
+		if c := string(off[0].Content); !strings.HasSuffix(c, "\n27 4 * * 6 root [ -x /usr/bin/emrkit ] || exit 0; /usr/bin/emrkit backup offsite check --alert >/dev/null\n") {
+			t.Errorf("%q with backup.offsite:\n%s", sched, c)
+		}
 		old, _ := BackupStep(dir, "/etc/emrkit/emrkit.yaml", config.Backup{Schedule: sched}, Jobs{Encrypt: true}, "0.5.0")
 		if c := string(old[0].Content); !strings.Contains(c, "/usr/bin/emrkit backup --encrypt\n") || strings.Contains(c, "alert") {
 			t.Errorf("%q before alerts:\n%s", sched, c)

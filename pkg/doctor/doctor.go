@@ -65,6 +65,7 @@ const (
 	hipaaTransmit   = "164.312(e)(1) transmission security"
 	hipaaPasswords  = "164.308(a)(5)(ii)(D) password management"
 	hipaaBackup     = "164.308(a)(7)(ii)(A) data backup plan"
+	hipaaStorage    = "164.310(d)(2)(iv) data backup and storage"
 	hipaaTesting    = "164.308(a)(7)(ii)(D) testing and revision procedures"
 	hipaaEvaluation = "164.308(a)(8) evaluation"
 	hipaaRisk       = "164.308(a)(1)(ii)(B) risk management"
@@ -104,7 +105,7 @@ func Run(ctx context.Context, env Env, profile string) Report {
 	} else {
 		groups = append(groups, h.openemr)
 	}
-	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups, h.portal)
+	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups, h.offsite, h.portal)
 	for _, g := range groups {
 		r.Checks = append(r.Checks, g()...)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -49,26 +50,27 @@ func New(f *cmdutil.Factory) *cobra.Command {
 			"DATABASE-backup-TIME.sql.gz. With --encrypt the file is an OpenPGP message to the export key\n" +
 			"(.sql.gz.pgp; `gpg -d` or `emrkit pgp decrypt` open it), so a stolen backup disk reveals\n" +
 			"nothing. Afterwards only the newest --keep backups are kept; the backups emrkit takes before\n" +
-			"undoing a change are counted apart and never pruned by this. `emrkit restore FILE` restores.",
+			"undoing a change are counted apart and never pruned by this. With backup.offsite set the new\n" +
+			"backup is then copied offsite (see `emrkit backup offsite`). `emrkit restore FILE` restores.",
 		Args: cobra.NoArgs,
 		RunE: f.WithConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			if !cmd.Flags().Changed("keep") {
 				o.Keep = cfg.Backup.KeepBackups()
 			}
 			path, err := RunBackup(cmd.Context(), o, cfg)
-			if err != nil {
-				if o.Alert {
-					return mailFailure(cmd.Context(), f, cfg, "the scheduled backup failed", "run emrkit backup to see it again, then emrkit doctor", err)
-				}
-				return err
-			}
 			if path != "" {
 				fmt.Fprintln(f.Out, path)
 			}
-			return nil
+			if err != nil && o.Alert {
+				if errors.Is(err, errOffsiteCopy) {
+					return mailFailure(cmd.Context(), f, cfg, "the offsite copy of the scheduled backup failed", "emrkit backup offsite copy; emrkit doctor", err)
+				}
+				return mailFailure(cmd.Context(), f, cfg, "the scheduled backup failed", "run emrkit backup to see it again, then emrkit doctor", err)
+			}
+			return err
 		}),
 	}
-	cmd.AddCommand(newVerify(f))
+	cmd.AddCommand(newVerify(f), newOffsite(f))
 	cmd.Flags().BoolVar(&o.Encrypt, "encrypt", false, "encrypt to the export key (OpenPGP)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "encrypt to this armored public key `FILE` instead of the export key")
 	o.Keep = config.DefaultKeep
@@ -128,11 +130,19 @@ func RunBackup(ctx context.Context, o *Options, cfg config.Config) (string, erro
 		if o.Encrypt {
 			what = "encrypted backup"
 		}
-		fmt.Fprintf(o.F.Out, "would write an %s of %s to %s (dry run: nothing written)\n", what, dbc.Name, cfg.Paths.BackupDir)
+		then := ""
+		if cfg.Backup.Offsite.Enabled() {
+			then = " and copy it offsite to " + cfg.Backup.Offsite.Repository
+		}
+		fmt.Fprintf(o.F.Out, "would write an %s of %s to %s%s (dry run: nothing written)\n", what, dbc.Name, cfg.Paths.BackupDir, then)
 		return "", nil
 	}
-	return backup.Write(ctx, backup.Options{Database: dbc, Dir: cfg.Paths.BackupDir, Label: backup.ManualLabel,
+	path, err := backup.Write(ctx, backup.Options{Database: dbc, Dir: cfg.Paths.BackupDir, Label: backup.ManualLabel,
 		Recipients: recipients, Keep: o.Keep, Log: o.F.Err})
+	if err != nil || !cfg.Backup.Offsite.Enabled() {
+		return path, err
+	}
+	return path, copyOffsite(ctx, o.F, cfg, path)
 }
 
 // exportKey is --key, else the export public key pgp.mode provides.
@@ -163,25 +173,47 @@ type RestoreOptions struct {
 	// keeps (generate mode), while it is still on the server.
 	Key, PassphraseFile string
 	Yes, DryRun         bool
+	// From is where FILE is: "" this server, "offsite" a snapshot of backup.offsite (Snapshot,
+	// "" for the newest), fetched into the backup directory first.
+	From, Snapshot string
 }
 
 // NewRestore returns the `restore` command.
 func NewRestore(f *cmdutil.Factory) *cobra.Command {
 	o := &RestoreOptions{F: f}
 	cmd := &cobra.Command{
-		Use:   "restore FILE",
+		Use:   "restore FILE | --from offsite [SNAPSHOT]",
 		Short: "Restore a backup into the EMR database, or into --database NAME",
 		Long: "Restore first reads the whole backup (decrypting it, checking its integrity and that the dump\n" +
 			"is complete), then asks for confirmation (--yes without a terminal), backs up the tables it is\n" +
-			"about to replace, and loads the dump with the mariadb client. Tables the backup holds are\n" +
+			"about to replace, and loads the dump over several connections. Tables the backup holds are\n" +
 			"replaced; other tables of the database are left alone. --database restores into another\n" +
-			"database (created when missing), e.g. to look at last week's data beside today's.",
-		Args: cobra.ExactArgs(1),
+			"database (created when missing), e.g. to look at last week's data beside today's.\n" +
+			"--from offsite restores SNAPSHOT (default: the newest; `emrkit backup offsite list`) of\n" +
+			"backup.offsite, fetched first into the backup directory and removed again afterwards.",
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case o.From != "" && o.From != "offsite":
+				return cmdutil.Usage(fmt.Errorf("--from %q: the only other place backups are is offsite (--from offsite)", o.From))
+			case len(args) > 1:
+				return cmdutil.Usage(fmt.Errorf("restore takes one backup FILE or SNAPSHOT, not %d", len(args)))
+			case o.From == "" && len(args) == 0:
+				return cmdutil.Usage(errors.New("restore: give the backup FILE, or --from offsite [SNAPSHOT]"))
+			}
+			return nil
+		},
 		RunE: f.WithConfig(func(cmd *cobra.Command, args []string, cfg config.Config) error {
+			if o.From == "offsite" {
+				if len(args) == 1 {
+					o.Snapshot = args[0]
+				}
+				return RunRestoreOffsite(cmd.Context(), o, cfg)
+			}
 			o.File = args[0]
 			return RunRestore(cmd.Context(), o, cfg)
 		}),
 	}
+	cmd.Flags().StringVar(&o.From, "from", "", "restore a copy from `offsite` (backup.offsite) instead of a FILE here")
 	cmd.Flags().StringVar(&o.Database, "database", "", "restore into database `NAME` instead of database.name (created when missing)")
 	cmd.Flags().StringVar(&o.Key, "key", "", "private key `FILE` of an encrypted backup")
 	cmd.Flags().StringVar(&o.PassphraseFile, "passphrase-file", "", "the private key's passphrase, first line of `FILE`")
@@ -255,6 +287,37 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 	return nil
 }
 
+// RunRestoreOffsite fetches the snapshot into a private directory in the backup directory,
+// restores it, and removes the fetched copy (the snapshot stays offsite).
+func RunRestoreOffsite(ctx context.Context, o *RestoreOptions, cfg config.Config) error {
+	r, err := offsiteRepo(o.F, cfg)
+	if err != nil {
+		return err
+	}
+	s, err := r.Find(ctx, o.Snapshot)
+	if err != nil {
+		return fmt.Errorf("restore --from offsite: %w", err)
+	}
+	file, err := s.File()
+	if err != nil {
+		return fmt.Errorf("restore --from offsite: %w", err)
+	}
+	fmt.Fprintf(o.F.Err, "fetching snapshot %s of %s (%s, taken on %s at %s UTC)\n", s.ShortID, r.Repository,
+		filepath.Base(file), s.Hostname, s.Time.UTC().Format(time.DateTime))
+	if err := os.MkdirAll(cfg.Paths.BackupDir, 0o700); err != nil {
+		return fmt.Errorf("restore --from offsite: %w", err)
+	}
+	dir, err := os.MkdirTemp(cfg.Paths.BackupDir, ".offsite-")
+	if err != nil {
+		return fmt.Errorf("restore --from offsite: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if o.File, err = r.Fetch(ctx, s, dir); err != nil {
+		return fmt.Errorf("restore --from offsite: %w", err)
+	}
+	return RunRestore(ctx, o, cfg)
+}
+
 // privateKeys unlocks the private key an encrypted backup needs: key, or the generated
 // export key while emrkit still keeps it. A plain backup needs none.
 func privateKeys(f *cmdutil.Factory, cfg config.Config, file, key, pass string) (openpgp.EntityList, error) {
@@ -324,14 +387,9 @@ func RunVerify(ctx context.Context, o *VerifyOptions, cfg config.Config) error {
 		return fmt.Errorf("backup verify: %w", err)
 	}
 	if o.File == "" {
-		newest, ok, err := backup.Newest(cfg.Paths.BackupDir, dbc.Name, backup.ManualLabel)
-		if err != nil {
+		if o.File, err = newestBackup(o.F, cfg); err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("backup verify: no backup of %s in %s yet; take one with `emrkit backup`", dbc.Name, cfg.Paths.BackupDir)
-		}
-		o.File = newest.Path
 	}
 	var res backup.VerifyResult
 	keys, err := privateKeys(o.F, cfg, o.File, o.Key, o.PassphraseFile)
@@ -362,6 +420,22 @@ func RunVerify(ctx context.Context, o *VerifyOptions, cfg config.Config) error {
 		return &cmdutil.ExitErr{Code: cmdutil.ExitProblem, Err: fmt.Errorf("backup verify FAILED: %s", res.Problem)}
 	}
 	return nil
+}
+
+// newestBackup is the path of the newest backup `emrkit backup` took of the EMR's database.
+func newestBackup(f *cmdutil.Factory, cfg config.Config) (string, error) {
+	dbc, err := plan.EMRDatabase(cfg, f.Host)
+	if err != nil {
+		return "", err
+	}
+	newest, ok, err := backup.Newest(cfg.Paths.BackupDir, dbc.Name, backup.ManualLabel)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("no backup of %s in %s yet; take one with `emrkit backup`", dbc.Name, cfg.Paths.BackupDir)
+	}
+	return newest.Path, nil
 }
 
 // damaged gives a backup that cannot be what it claims the exit code of a check that found a

@@ -225,7 +225,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"backup", "--key", e.public}, 2, "--key is the key to encrypt to: add --encrypt"},
 		{[]string{"backup", "extra"}, 2, "unknown command"},
 		{[]string{"backup", "--encrypt", "--key", e.passph}, 1, "export key " + e.passph},
-		{[]string{"restore"}, 2, "accepts 1 arg"},
+		{[]string{"restore"}, 2, "give the backup FILE, or --from offsite [SNAPSHOT]"},
+		{[]string{"restore", "a", "b"}, 2, "restore takes one backup FILE or SNAPSHOT, not 2"},
+		{[]string{"restore", "--from", "offsite"}, 2, "backup.offsite.repository is not set"},
 		{[]string{"restore", "x.sql.gz", "--database", "a;b"}, 2, `--database: "a;b" is not a valid identifier`},
 		{[]string{"restore", "/nonexistent.sql.gz", "--yes"}, 1, "restore: there is no file /nonexistent.sql.gz; emrkit's backups are in "},
 	} {

@@ -13,13 +13,14 @@ import (
 // a known subcommand, exits 2 with one line, whichever command it is.
 func TestWrongArgumentsAreUsageErrors(t *testing.T) {
 	for args, want := range map[string]string{
-		"apply extra":        `unknown command "extra" for "emrkit apply"`,
-		"2fa enroll":         "accepts 1 arg(s), received 0",
-		"restore":            "accepts 1 arg(s), received 0",
-		"migrate up a b":     "accepts 1 arg(s), received 2",
-		"migrate":            "emrkit migrate needs a subcommand: down, list, up",
-		"firewall sideways":  `unknown command "sideways" for "emrkit firewall"`,
-		"backup --keep=many": `invalid argument "many"`,
+		"apply extra":         `unknown command "extra" for "emrkit apply"`,
+		"2fa enroll":          "accepts 1 arg(s), received 0",
+		"restore":             "give the backup FILE, or --from offsite",
+		"restore --from tape": `--from "tape": the only other place`,
+		"migrate up a b":      "accepts 1 arg(s), received 2",
+		"migrate":             "emrkit migrate needs a subcommand: down, list, up",
+		"firewall sideways":   `unknown command "sideways" for "emrkit firewall"`,
+		"backup --keep=many":  `invalid argument "many"`,
 	} {
 		var out, errb bytes.Buffer
 		f := &cmdutil.Factory{In: strings.NewReader(""), Out: &out, Err: &errb}

@@ -1,0 +1,314 @@
+package offsite_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emrkit/emrkit/pkg/offsite"
+)
+
+// This package's tests run in a network namespace of their own with loopback only (TestMain
+// re-executes the test binary under unshare), where a real sshd serves SFTP on 127.0.0.1:2222
+// as the offsite host. A private mount namespace gives sshd its /run/sshd without touching the
+// host's /run.
+
+const (
+	labEnv  = "EMRKIT_OFFSITE_LAB"
+	sshPort = "2222"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(labEnv) == "" {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "pkg/offsite: the SFTP lab needs root (a network namespace and sshd); run the tests as root")
+			os.Exit(1)
+		}
+		setup := `set -e; ip link set lo up; mount -t tmpfs -o mode=0755 lab /run; mkdir -m 0755 /run/sshd; exec "$@"`
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pkg/offsite:", err)
+			os.Exit(1)
+		}
+		cmd := exec.Command("unshare", append([]string{"--net", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", self}, os.Args[1:]...)...)
+		cmd.Env = append(os.Environ(), labEnv+"=1")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Run(); err != nil {
+			if x, ok := errors.AsType[*exec.ExitError](err); ok {
+				os.Exit(x.ExitCode())
+			}
+			fmt.Fprintln(os.Stderr, "pkg/offsite: start the lab namespace:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// lab is the offsite host (sshd with SFTP, root's key authorised, the repository under dir)
+// and the clinic's side of it: the client key, a known_hosts file, and restic wrapped to record
+// the argv and environment every run gets.
+type lab struct {
+	t                       *testing.T
+	dir, key, knownHosts    string
+	resticLog, passwordFile string
+	wrapper                 string
+	sshd                    *exec.Cmd
+}
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the offsite lab needs %s (scripts/deps.sh installs restic, openssh-server and openssh-client)", tool)
+		}
+	}
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	need(t, "restic", "ssh", "ssh-keygen", "/usr/sbin/sshd")
+	// sshd refuses keys and configs under a directory others can write (/tmp itself is fine:
+	// StrictModes is off), so the lab lives in a directory of root's own.
+	dir := t.TempDir()
+	l := &lab{t: t, dir: dir, key: filepath.Join(dir, "client_key"), knownHosts: filepath.Join(dir, "known_hosts"),
+		resticLog: filepath.Join(dir, "restic.log"), passwordFile: filepath.Join(dir, "offsite.password"), wrapper: filepath.Join(dir, "restic")}
+	for _, k := range []string{"hostkey", "client_key"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "client_key.pub"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600))
+	hostPub, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
+	must(t, err)
+	f := strings.Fields(string(hostPub))
+	must(t, os.WriteFile(l.knownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%s %s %s\n", sshPort, f[0], f[1])), 0o644))
+	// The wrapper records what restic is started with, then is restic.
+	must(t, os.WriteFile(l.wrapper, []byte("#!/bin/sh\n{ printf 'argv:'; printf ' %s' \"$@\"; printf '\\n'; env; } >>"+l.resticLog+"\nexec restic \"$@\"\n"), 0o755))
+	l.startSSHD()
+	return l
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l *lab) startSSHD() {
+	l.t.Helper()
+	cfg := filepath.Join(l.dir, "sshd_config")
+	must(l.t, os.WriteFile(cfg, []byte(fmt.Sprintf(`Port %s
+ListenAddress 127.0.0.1
+HostKey %s/hostkey
+PidFile %s/sshd.pid
+AuthorizedKeysFile %s/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+`, sshPort, l.dir, l.dir, l.dir)), 0o644))
+	// -E, not -e: SFTP sessions outlive the listener and would hold a stderr pipe open.
+	l.sshd = exec.Command("/usr/sbin/sshd", "-D", "-E", filepath.Join(l.dir, "sshd.log"), "-f", cfg)
+	l.sshd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(l.t, l.sshd.Start())
+	l.t.Cleanup(func() {
+		l.sshd.Process.Kill()
+		l.sshd.Wait()
+		if l.t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(l.dir, "sshd.log"))
+			l.t.Logf("sshd log:\n%s", log)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+sshPort, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("the lab's sshd does not answer: %v", err)
+		}
+	}
+}
+
+// repo is the repository at path on the offsite host, reached over SFTP.
+func (l *lab) repo(path string) offsite.Repo {
+	return offsite.Repo{Repository: "sftp://root@127.0.0.1:" + sshPort + "/" + path, PasswordFile: l.passwordFile,
+		SSHKey: l.key, KnownHosts: l.knownHosts, Restic: l.wrapper}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestOverSFTP creates a repository on the offsite host, copies two backups in, applies the
+// retention, fetches the newest back byte for byte, checks the repository (and finds the
+// damage done to it on the host), and never gives restic the password but as a file.
+func TestOverSFTP(t *testing.T) {
+	l := newLab(t)
+	vault := filepath.Join(l.dir, "vault")
+	r := l.repo(vault)
+
+	if _, err := r.Snapshots(ctx(t)); err == nil || !strings.Contains(err.Error(), "run emrkit backup offsite init") {
+		t.Fatalf("snapshots without a password file: %v", err)
+	}
+	created, err := r.Init(ctx(t))
+	if err != nil || !created {
+		t.Fatalf("init: %v %v", created, err)
+	}
+	if _, err := os.Stat(filepath.Join(vault, "config")); err != nil {
+		t.Fatalf("no repository on the offsite host: %v", err)
+	}
+	if created, err := r.Init(ctx(t)); err != nil || created {
+		t.Fatalf("second init: %v %v", created, err)
+	}
+	password, err := os.ReadFile(l.passwordFile)
+	must(t, err)
+
+	backups := t.TempDir()
+	var files [][]byte
+	for i, name := range []string{"oscar_15-backup-20261205T021700Z.sql.gz.pgp", "oscar_15-backup-20261206T021700Z.sql.gz.pgp"} {
+		data := bytes.Repeat([]byte(fmt.Sprintf("backup %d ", i)), 300000)
+		must(t, os.WriteFile(filepath.Join(backups, name), data, 0o600))
+		s, err := r.Copy(ctx(t), filepath.Join(backups, name))
+		if err != nil {
+			t.Fatalf("copy %s: %v", name, err)
+		}
+		if f, _ := s.File(); f != filepath.Join(backups, name) {
+			t.Fatalf("snapshot %s holds %v", s.ShortID, s.Paths)
+		}
+		files = append(files, data)
+	}
+	all, err := r.Snapshots(ctx(t))
+	if err != nil || len(all) != 2 {
+		t.Fatalf("snapshots: %v %v", all, err)
+	}
+	// Both copies are of the same day: keep.daily 1 keeps the newer.
+	must(t, r.Forget(ctx(t), offsite.Keep{Daily: 1}))
+	all, err = r.Snapshots(ctx(t))
+	if err != nil || len(all) != 1 || !strings.HasSuffix(all[0].Paths[0], "20261206T021700Z.sql.gz.pgp") {
+		t.Fatalf("after forget: %v %v", all, err)
+	}
+	newest, err := r.Find(ctx(t), "latest")
+	must(t, err)
+	if byID, err := r.Find(ctx(t), newest.ShortID); err != nil || byID.ID != newest.ID {
+		t.Fatalf("find %s: %v %v", newest.ShortID, byID, err)
+	}
+	got, err := r.Fetch(ctx(t), newest, t.TempDir())
+	must(t, err)
+	if data, _ := os.ReadFile(got); !bytes.Equal(data, files[1]) {
+		t.Fatalf("the fetched %s differs from the backup copied", got)
+	}
+	must(t, r.Verify(ctx(t), "100%"))
+
+	// Damage on the offsite host (a disk going bad): every data file has one byte flipped.
+	packs, _ := filepath.Glob(filepath.Join(vault, "data", "*", "*"))
+	for _, p := range packs {
+		data, err := os.ReadFile(p)
+		must(t, err)
+		data[len(data)/2] ^= 0xff
+		os.Chmod(p, 0o600)
+		must(t, os.WriteFile(p, data, 0o600))
+	}
+	if err := r.Verify(ctx(t), "100%"); err == nil {
+		t.Fatal("restic check read a damaged repository back as sound")
+	}
+
+	log, err := os.ReadFile(l.resticLog)
+	must(t, err)
+	pw := strings.TrimSpace(string(password))
+	if len(pw) < 20 || bytes.Contains(log, []byte(pw)) {
+		t.Fatalf("the repository password reached restic's argv or environment (or is empty):\n%s", log)
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.HasPrefix(line, "RESTIC_PASSWORD=") || strings.HasPrefix(line, "RESTIC_PASSWORD_COMMAND=") {
+			t.Fatalf("restic was given %s", line)
+		}
+	}
+	if !bytes.Contains(log, []byte("RESTIC_PASSWORD_FILE="+l.passwordFile)) || !bytes.Contains(log, []byte("BatchMode=yes")) {
+		t.Fatalf("restic ran without the password file or without BatchMode:\n%s", log)
+	}
+}
+
+// TestSFTPFailuresSayWhy: a host key not in known_hosts, a wrong password and a host that is
+// not there each fail with restic's reason, promptly, and never wait for an answer.
+func TestSFTPFailuresSayWhy(t *testing.T) {
+	l := newLab(t)
+	vault := filepath.Join(l.dir, "vault")
+	r := l.repo(vault)
+	if _, err := r.Init(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	stranger := r
+	stranger.KnownHosts = filepath.Join(l.dir, "empty_known_hosts")
+	must(t, os.WriteFile(stranger.KnownHosts, nil, 0o644))
+	start := time.Now()
+	if _, err := stranger.Snapshots(ctx(t)); err == nil || time.Since(start) > time.Minute {
+		t.Fatalf("an unknown host key: %v after %s", err, time.Since(start))
+	}
+
+	wrong := r
+	wrong.PasswordFile = filepath.Join(l.dir, "wrong.password")
+	must(t, os.WriteFile(wrong.PasswordFile, []byte("not-the-password\n"), 0o600))
+	if _, err := wrong.Snapshots(ctx(t)); err == nil || !strings.Contains(err.Error(), "wrong password") {
+		t.Fatalf("a wrong password: %v", err)
+	}
+
+	loose := r
+	loose.PasswordFile = filepath.Join(l.dir, "loose.password")
+	must(t, os.WriteFile(loose.PasswordFile, []byte("x\n"), 0o644))
+	if _, err := loose.Snapshots(ctx(t)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a password file others read: %v", err)
+	}
+
+	gone := l.repo(filepath.Join(l.dir, "never-made"))
+	if _, err := gone.Snapshots(ctx(t)); !errors.Is(err, offsite.ErrNoRepository) {
+		t.Fatalf("no repository there: %v", err)
+	}
+}
+
+func TestRepositoryStrings(t *testing.T) {
+	good := []string{"sftp:backup@vault.example.org:/srv/restic", "sftp:vault:clinic", "sftp://backup@vault.example.org:2200//srv/restic", "/mnt/usb/restic"}
+	for _, g := range good {
+		if err := (offsite.Repo{Repository: g, PasswordFile: "/etc/emrkit/offsite.password"}).Check(); err != nil {
+			t.Errorf("%s: %v", g, err)
+		}
+	}
+	for repo, want := range map[string]string{
+		"s3:s3.amazonaws.com/bucket":          "only SFTP and local",
+		"sftp:host":                           "no host or no path",
+		"sftp://u:secret@host//x":             "a password in the URL",
+		"sftp://host:99999//x":                "port must be 1-65535",
+		"sftp:host:/a b":                      "blanks and quotes",
+		"relative/dir":                        "only SFTP and local",
+		"sftp:host:/x' -o ProxyCommand=evil'": "blanks and quotes",
+	} {
+		err := (offsite.Repo{Repository: repo, PasswordFile: "/etc/emrkit/offsite.password"}).Check()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", repo, err, want)
+		}
+	}
+	if err := (offsite.Repo{Repository: "/mnt/x", PasswordFile: "/p", SSHKey: "/root/my key"}).Check(); err == nil {
+		t.Error("an ssh_key path with a blank was taken")
+	}
+}
