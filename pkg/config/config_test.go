@@ -47,17 +47,23 @@ func TestMissingDefaultFileGivesDefaults(t *testing.T) {
 
 func TestValidationNamesKeyAndFix(t *testing.T) {
 	cases := map[string]string{
-		"firewall: {https_port: abc}":           `firewall.https_port: "abc" is not a port (1-65535)`,
-		"firewall: {https_port: 70000}":         `firewall.https_port: "70000" is not a port (1-65535)`,
-		"firewall: {deny: [3306, -1]}":          `firewall.deny[1]: "-1" is not a port`,
-		"firewall: {allow_from: [10.0.0.0/33]}": `firewall.allow_from[0]: "10.0.0.0/33" is not an address or CIDR`,
-		"totp: {users: [\"o'brien\"]}":          `totp.users[0]: "o'brien" is not an OSCAR user name`,
-		"database: {name: \"oscar;drop\"}":      `database.name: "oscar;drop" is not a database name`,
-		"profile: plone":                        `profile: "plone" is not one of oscar, openemr`,
-		"pgp: {mode: public-key}":               `pgp.public_key: required when pgp.mode is public-key`,
-		"paths: {state_dir: relative}":          `paths.state_dir: "relative" must be an absolute path`,
-		"firewal: {}":                           `c.yaml:1: unknown key firewal;`,
-		"backup: {keep: -1}":                    `backup.keep: -1 is not a number of backups (0 keeps all)`,
+		"firewall: {https_port: abc}":                             `firewall.https_port: "abc" is not a port (1-65535)`,
+		"firewall: {https_port: 70000}":                           `firewall.https_port: "70000" is not a port (1-65535)`,
+		"firewall: {deny: [3306, -1]}":                            `firewall.deny[1]: "-1" is not a port`,
+		"firewall: {allow_from: [10.0.0.0/33]}":                   `firewall.allow_from[0]: "10.0.0.0/33" is not an address or CIDR`,
+		"totp: {users: [\"o'brien\"]}":                            `totp.users[0]: "o'brien" is not an OSCAR user name`,
+		"database: {name: \"oscar;drop\"}":                        `database.name: "oscar;drop" is not a database name`,
+		"profile: plone":                                          `profile: "plone" is not one of oscar, openemr`,
+		"pgp: {mode: public-key}":                                 `pgp.public_key: required when pgp.mode is public-key`,
+		"paths: {state_dir: relative}":                            `paths.state_dir: "relative" must be an absolute path`,
+		"firewal: {}":                                             `c.yaml:1: unknown key firewal;`,
+		"backup: {keep: -1}":                                      `backup.keep: -1 is not a number of backups (0 keeps all)`,
+		"backup: {offsite: {keep: {daily: 3}}}":                   `backup.offsite: repository is empty`,
+		"backup: {offsite: {repository: s3:x}}":                   `backup.offsite.repository "s3:x": only SFTP and local repositories are supported`,
+		"backup: {offsite: {repository: /v, keep: {weekly: -2}}}": `backup.offsite.keep.weekly: -2 is out of range`,
+		"backup: {offsite: {repository: /v, read_data: lots}}":    `backup.offsite.read_data: "lots" is not a share`,
+		"backup: {offsite: {repository: /v, password_file: rel}}": `backup.offsite.password_file "rel": an absolute path is needed`,
+		"backup: {offsite: {repository: /v, ssh_key: \"/a b\"}}":  `backup.offsite.ssh_key "/a b": give an absolute path without blanks or quotes`,
 	}
 	for in, want := range cases {
 		p := filepath.Join(t.TempDir(), "c.yaml")

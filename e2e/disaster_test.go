@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/emrkit/emrkit/internal/testbin"
+)
+
+// vault is the offsite host: a real sshd serving SFTP as root, its files (host key, the
+// clinic's authorised key, the restic repository) in a directory of the test's host. Each
+// chroot reaches it on its own loopback: serve starts an sshd in that chroot's network
+// namespace, over the same files.
+type vault struct {
+	t         *testing.T
+	dir       string
+	clientKey []byte // the private key the clinic's emrkit logs in with
+	knownHost string // known_hosts line of the vault as the chroots reach it
+}
+
+const vaultPort = 2222
+
+func newVault(t *testing.T) *vault {
+	t.Helper()
+	dir := t.TempDir()
+	for _, k := range []string{"hostkey", "client"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "client.pub"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600))
+	key, err := os.ReadFile(filepath.Join(dir, "client"))
+	must(t, err)
+	host, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
+	must(t, err)
+	f := strings.Fields(string(host))
+	must(t, os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %[2]s/hostkey
+PidFile none
+AuthorizedKeysFile %[2]s/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+`, vaultPort, dir)), 0o644))
+	return &vault{t: t, dir: dir, clientKey: key, knownHost: fmt.Sprintf("[127.0.0.1]:%d %s %s\n", vaultPort, f[0], f[1])}
+}
+
+// repository is the restic repository's address as the chroots give it.
+func (v *vault) repository() string {
+	return fmt.Sprintf("sftp://root@127.0.0.1:%d/%s", vaultPort, filepath.Join(v.dir, "repo"))
+}
+
+// serve starts the vault's sshd in c's network namespace (the host's binary and files; a
+// private mount namespace gives it /run/sshd), until the test ends.
+func (v *vault) serve(c *chroot) {
+	v.t.Helper()
+	pid, err := os.ReadFile(filepath.Join(filepath.Dir(c.root), "."+filepath.Base(c.root)+".session"))
+	must(v.t, err)
+	cmd := exec.Command("nsenter", "--target", strings.TrimSpace(string(pid)), "--net", "--",
+		"unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs -o mode=0755 vault /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"`, filepath.Join(v.dir, "sshd_config"))
+	log, err := os.Create(filepath.Join(v.dir, fmt.Sprintf("sshd-%d.log", time.Now().UnixNano())))
+	must(v.t, err)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(v.t, cmd.Start())
+	v.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		log.Close()
+		if v.t.Failed() {
+			text, _ := os.ReadFile(log.Name())
+			v.t.Logf("vault sshd log:\n%s", text)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, code := c.run("nc", "-z", "127.0.0.1", fmt.Sprint(vaultPort)); code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatal("the vault's sshd does not answer in the chroot")
+		}
+	}
+}
+
+// readmeBlocks are the ```sh blocks of the README section titled heading, in order.
+func readmeBlocks(t *testing.T, heading string) [][]string {
+	t.Helper()
+	text := read(t, filepath.Join(testbin.RepoRoot(t), "README.md"))
+	_, section, ok := strings.Cut(text, "\n## "+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no section %q", heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var blocks [][]string
+	for {
+		_, rest, ok := strings.Cut(section, "```sh\n")
+		if !ok {
+			return blocks
+		}
+		block, after, _ := strings.Cut(rest, "```")
+		blocks = append(blocks, strings.Split(strings.TrimSpace(block), "\n"))
+		section = after
+	}
+}
+
+// TestDisasterRecoveryFromOffsiteAlone follows the README: a clinic's host takes its nightly
+// encrypted backup, which copies itself to the vault over SFTP, and makes the disaster kit with
+// the README's command. Then a fresh host (MariaDB, Tomcat's OSCAR, no database), given only
+// the kit, the package and a way to the vault, runs "Restoring after a disaster" line by line
+// as written, and ends with the clinic's database and a doctor that finds the offsite copy.
+func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
+	blocks := readmeBlocks(t, "Restoring after a disaster")
+	if len(blocks) != 2 {
+		t.Fatalf("README's disaster section has %d sh blocks, want 2 (the kit, the restore)", len(blocks))
+	}
+	deb := buildDeb(t)
+	v := newVault(t)
+
+	clinic := newChroot(t)
+	clinic.oscarHost(chrootProps)
+	clinic.putDeb(deb)
+	clinic.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
+	v.serve(clinic)
+	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.key"), v.clientKey, 0o600))
+	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.known_hosts"), []byte(v.knownHost), 0o644))
+	var cfg map[string]any
+	must(t, yaml.Unmarshal([]byte(read(t, clinic.path("/etc/emrkit/emrkit.yaml"))), &cfg))
+	b, _ := cfg["backup"].(map[string]any)
+	if b == nil {
+		b = map[string]any{}
+	}
+	b["offsite"] = map[string]any{"repository": v.repository(), "ssh_key": "/etc/emrkit/offsite.key", "known_hosts": "/etc/emrkit/offsite.known_hosts"}
+	cfg["backup"] = b
+	data, err := yaml.Marshal(cfg)
+	must(t, err)
+	must(t, os.WriteFile(clinic.path("/etc/emrkit/emrkit.yaml"), data, 0o600))
+	clinic.mustRun("emrkit", "backup", "offsite", "init")
+	if out, code := clinic.run("emrkit", "apply"); code != 0 && !chrootDeferredFirewallOnly(out, code) {
+		t.Fatalf("apply with backup.offsite (exit %d):\n%s", code, out)
+	}
+	entry := clinic.mustRun("cat", "/etc/cron.d/emrkit-backup")
+	if !strings.Contains(entry, "emrkit backup offsite check --alert") {
+		t.Fatalf("the cron entry has no offsite check:\n%s", entry)
+	}
+	nightly := ""
+	for _, l := range strings.Split(entry, "\n") {
+		if _, cmd, ok := strings.Cut(l, "exit 0; "); ok && strings.Contains(cmd, "emrkit backup --encrypt") {
+			nightly = cmd
+		}
+	}
+	if nightly == "" {
+		t.Fatalf("no encrypted nightly backup in the cron entry:\n%s", entry)
+	}
+	clinic.mustRun("sh", "-c", nightly)
+	want := clinic.dbDump()
+	for _, line := range blocks[0] {
+		clinic.mustRun("sh", "-c", line)
+	}
+	kit, err := os.ReadFile(clinic.path("/root/emrkit-kit.tgz"))
+	must(t, err)
+
+	fresh := newChroot(t)
+	fresh.mustRun("sh", "-c", startMariaDB)
+	fresh.mustRun("useradd", "--system", "--home-dir", "/var/lib/tomcat9", "--create-home", "--shell", "/usr/sbin/nologin", "tomcat")
+	must(t, os.MkdirAll(fresh.path("/usr/share/tomcat9"), 0o755))
+	must(t, os.WriteFile(fresh.path("/usr/share/tomcat9/oscar.properties"), []byte(chrootProps), 0o640))
+	must(t, os.WriteFile(fresh.path("/root/emrkit-kit.tgz"), kit, 0o600))
+	pkg, err := os.ReadFile(deb)
+	must(t, err)
+	must(t, os.WriteFile(fresh.path("/root/"+filepath.Base(deb)), pkg, 0o644))
+	v.serve(fresh)
+
+	restored, firstBackup := false, ""
+	for _, line := range blocks[1] {
+		out, code := fresh.run("sh", "-c", "cd /root && "+line)
+		t.Logf("$ %s (exit %d)\n%s", line, code, out)
+		switch {
+		case line == "emrkit doctor":
+			for _, check := range []string{"a recent backup is kept off the server", "the offsite copies were proven readable", "the newest backup was proven to restore"} {
+				if code != 0 && code != 3 || !strings.Contains(out, "PASS    "+check) {
+					t.Fatalf("doctor after the runbook (exit %d) does not pass %q:\n%s", code, check, out)
+				}
+			}
+		case line == "emrkit apply" && chrootDeferredFirewallOnly(out, code):
+		case code != 0:
+			t.Fatalf("the runbook's %q failed (exit %d):\n%s", line, code, out)
+		case strings.HasPrefix(line, "emrkit restore "):
+			if got := fresh.dbDump(); got != want {
+				t.Fatalf("the restored database differs from the clinic's:\n%s", lineDiff(want, got))
+			}
+			restored = true
+		case line == "emrkit backup --encrypt":
+			firstBackup = filepath.Base(lastLine(out))
+		}
+	}
+	if !restored {
+		t.Fatal("the runbook restores nothing")
+	}
+	if got := fresh.mustRun("mariadb", "-N", "-B", "oscar_15", "-e", "CHECKSUM TABLE demographic"); got != clinic.mustRun("mariadb", "-N", "-B", "oscar_15", "-e", "CHECKSUM TABLE demographic") {
+		t.Fatalf("after the whole runbook the patients differ from the clinic's: %s", got)
+	}
+	if list := fresh.mustRun("emrkit", "backup", "offsite", "list"); firstBackup == "" || !strings.Contains(list, firstBackup) {
+		t.Fatalf("the vault does not hold the new server's first backup %q:\n%s", firstBackup, list)
+	}
+}
+
+// chrootDeferredFirewallOnly reports whether an apply that exited 3 deferred nothing but the
+// firewall, which emrkit never touches from a chroot (README: Decisions).
+func chrootDeferredFirewallOnly(out string, code int) bool {
+	if code != 3 {
+		return false
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "deferred") && !strings.Contains(l, "firewall") && !strings.HasPrefix(l, "NOTE: ") {
+			return false
+		}
+	}
+	return true
+}
+
+// lastLine is the last non-blank line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
