@@ -12,56 +12,23 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/emrkit/emrkit/internal/sftptest"
 	"github.com/emrkit/emrkit/internal/testbin"
 )
 
-// vault is the offsite host: a real sshd serving SFTP as root, its files (host key, the
-// clinic's authorised key, the restic repository) in a directory of the test's host. Each
-// chroot reaches it on its own loopback: serve starts an sshd in that chroot's network
+// vault is the offsite host (internal/sftptest), the restic repository in its directory.
+// Each chroot reaches it on its own loopback: serve starts an sshd in that chroot's network
 // namespace, over the same files.
 type vault struct {
-	t         *testing.T
-	dir       string
-	clientKey []byte // the private key the clinic's emrkit logs in with
-	knownHost string // known_hosts line of the vault as the chroots reach it
+	t *testing.T
+	*sftptest.Host
 }
 
-const vaultPort = 2222
-
-func newVault(t *testing.T) *vault {
-	t.Helper()
-	dir := t.TempDir()
-	for _, k := range []string{"hostkey", "client"} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v\n%s", err, out)
-		}
-	}
-	pub, err := os.ReadFile(filepath.Join(dir, "client.pub"))
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600))
-	key, err := os.ReadFile(filepath.Join(dir, "client"))
-	must(t, err)
-	host, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
-	must(t, err)
-	f := strings.Fields(string(host))
-	must(t, os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %[2]s/hostkey
-PidFile none
-AuthorizedKeysFile %[2]s/authorized_keys
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-Subsystem sftp internal-sftp
-`, vaultPort, dir)), 0o644))
-	return &vault{t: t, dir: dir, clientKey: key, knownHost: fmt.Sprintf("[127.0.0.1]:%d %s %s\n", vaultPort, f[0], f[1])}
-}
+func newVault(t *testing.T) *vault { return &vault{t: t, Host: sftptest.New(t, 2222)} }
 
 // repository is the restic repository's address as the chroots give it.
 func (v *vault) repository() string {
-	return fmt.Sprintf("sftp://root@127.0.0.1:%d/%s", vaultPort, filepath.Join(v.dir, "repo"))
+	return fmt.Sprintf("sftp://root@127.0.0.1:%d/%s", v.Port, filepath.Join(v.Dir, "repo"))
 }
 
 // serve starts the vault's sshd in c's network namespace (the host's binary and files; a
@@ -72,8 +39,8 @@ func (v *vault) serve(c *chroot) {
 	must(v.t, err)
 	cmd := exec.Command("nsenter", "--target", strings.TrimSpace(string(pid)), "--net", "--",
 		"unshare", "--mount", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs -o mode=0755 vault /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"`, filepath.Join(v.dir, "sshd_config"))
-	log, err := os.Create(filepath.Join(v.dir, fmt.Sprintf("sshd-%d.log", time.Now().UnixNano())))
+		`mount -t tmpfs -o mode=0755 vault /run && mkdir -m 0755 /run/sshd && exec "$0" -D -e -f "$1"`, sftptest.Sshd, v.Config)
+	log, err := os.Create(filepath.Join(v.Dir, fmt.Sprintf("sshd-%d.log", time.Now().UnixNano())))
 	must(v.t, err)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -88,7 +55,7 @@ func (v *vault) serve(c *chroot) {
 		}
 	})
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, code := c.run("nc", "-z", "127.0.0.1", fmt.Sprint(vaultPort)); code == 0 {
+		if _, code := c.run("nc", "-z", "127.0.0.1", fmt.Sprint(v.Port)); code == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -136,8 +103,10 @@ func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
 	clinic.putDeb(deb)
 	clinic.mustRun("dpkg", "-i", "/tmp/emrkit.deb")
 	v.serve(clinic)
-	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.key"), v.clientKey, 0o600))
-	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.known_hosts"), []byte(v.knownHost), 0o644))
+	key, err := os.ReadFile(v.ClientKey)
+	must(t, err)
+	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.key"), key, 0o600))
+	must(t, os.WriteFile(clinic.path("/etc/emrkit/offsite.known_hosts"), []byte(v.KnownHost), 0o644))
 	var cfg map[string]any
 	must(t, yaml.Unmarshal([]byte(read(t, clinic.path("/etc/emrkit/emrkit.yaml"))), &cfg))
 	b, _ := cfg["backup"].(map[string]any)

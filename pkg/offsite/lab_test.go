@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrkit/emrkit/internal/sftptest"
 	"github.com/emrkit/emrkit/pkg/offsite"
 )
 
@@ -24,7 +25,7 @@ import (
 
 const (
 	labEnv  = "EMRKIT_OFFSITE_LAB"
-	sshPort = "2222"
+	sshPort = 2222
 )
 
 func TestMain(m *testing.M) {
@@ -55,50 +56,50 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// lab is the offsite host (sshd with SFTP, root's key authorised, the repository under dir)
-// and the clinic's side of it: the client key, a known_hosts file, and restic wrapped to record
-// the argv and environment every run gets.
+// lab is the offsite host (internal/sftptest, its sshd run here) and the clinic's side of
+// it: restic wrapped to record the argv and environment every run gets.
 type lab struct {
 	t                       *testing.T
-	dir, key, knownHosts    string
+	host                    *sftptest.Host
+	dir, knownHosts         string
 	resticLog, passwordFile string
 	wrapper                 string
-	sshd                    *exec.Cmd
-}
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the offsite lab needs %s (scripts/deps.sh installs restic, openssh-server and openssh-client)", tool)
-		}
-	}
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	need(t, "restic", "ssh", "ssh-keygen", "/usr/sbin/sshd")
-	// sshd refuses keys and configs under a directory others can write (/tmp itself is fine:
-	// StrictModes is off), so the lab lives in a directory of root's own.
-	dir := t.TempDir()
-	l := &lab{t: t, dir: dir, key: filepath.Join(dir, "client_key"), knownHosts: filepath.Join(dir, "known_hosts"),
-		resticLog: filepath.Join(dir, "restic.log"), passwordFile: filepath.Join(dir, "offsite.password"), wrapper: filepath.Join(dir, "restic")}
-	for _, k := range []string{"hostkey", "client_key"} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k, "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v\n%s", err, out)
-		}
+	if _, err := exec.LookPath("restic"); err != nil {
+		t.Fatal("the offsite lab needs restic (scripts/deps.sh installs it)")
 	}
-	pub, err := os.ReadFile(filepath.Join(dir, "client_key.pub"))
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600))
-	hostPub, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
-	must(t, err)
-	f := strings.Fields(string(hostPub))
-	must(t, os.WriteFile(l.knownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%s %s %s\n", sshPort, f[0], f[1])), 0o644))
+	h := sftptest.New(t, sshPort)
+	dir := t.TempDir()
+	l := &lab{t: t, host: h, dir: dir, knownHosts: filepath.Join(dir, "known_hosts"),
+		resticLog: filepath.Join(dir, "restic.log"), passwordFile: filepath.Join(dir, "offsite.password"), wrapper: filepath.Join(dir, "restic")}
+	must(t, os.WriteFile(l.knownHosts, []byte(h.KnownHost), 0o644))
 	// The wrapper records what restic is started with, then is restic.
 	must(t, os.WriteFile(l.wrapper, []byte("#!/bin/sh\n{ printf 'argv:'; printf ' %s' \"$@\"; printf '\\n'; env; } >>"+l.resticLog+"\nexec restic \"$@\"\n"), 0o755))
-	l.startSSHD()
-	return l
+	// -E, not -e: SFTP sessions outlive the listener and would hold a stderr pipe open.
+	sshd := exec.Command(sftptest.Sshd, "-D", "-E", filepath.Join(dir, "sshd.log"), "-f", h.Config)
+	sshd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(t, sshd.Start())
+	t.Cleanup(func() {
+		sshd.Process.Kill()
+		sshd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
+			t.Logf("sshd log:\n%s", log)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sshPort), time.Second)
+		if err == nil {
+			c.Close()
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab's sshd does not answer: %v", err)
+		}
+	}
 }
 
 func must(t *testing.T, err error) {
@@ -108,50 +109,10 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func (l *lab) startSSHD() {
-	l.t.Helper()
-	cfg := filepath.Join(l.dir, "sshd_config")
-	must(l.t, os.WriteFile(cfg, []byte(fmt.Sprintf(`Port %s
-ListenAddress 127.0.0.1
-HostKey %s/hostkey
-PidFile %s/sshd.pid
-AuthorizedKeysFile %s/authorized_keys
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-Subsystem sftp internal-sftp
-LogLevel VERBOSE
-`, sshPort, l.dir, l.dir, l.dir)), 0o644))
-	// -E, not -e: SFTP sessions outlive the listener and would hold a stderr pipe open.
-	l.sshd = exec.Command("/usr/sbin/sshd", "-D", "-E", filepath.Join(l.dir, "sshd.log"), "-f", cfg)
-	l.sshd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	must(l.t, l.sshd.Start())
-	l.t.Cleanup(func() {
-		l.sshd.Process.Kill()
-		l.sshd.Wait()
-		if l.t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(l.dir, "sshd.log"))
-			l.t.Logf("sshd log:\n%s", log)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+sshPort, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("the lab's sshd does not answer: %v", err)
-		}
-	}
-}
-
 // repo is the repository at path on the offsite host, reached over SFTP.
 func (l *lab) repo(path string) offsite.Repo {
-	return offsite.Repo{Repository: "sftp://root@127.0.0.1:" + sshPort + "/" + path, PasswordFile: l.passwordFile,
-		SSHKey: l.key, KnownHosts: l.knownHosts, Restic: l.wrapper}
+	return offsite.Repo{Repository: fmt.Sprintf("sftp://root@127.0.0.1:%d/%s", sshPort, path), PasswordFile: l.passwordFile,
+		SSHKey: l.host.ClientKey, KnownHosts: l.knownHosts, Restic: l.wrapper}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -165,7 +126,7 @@ func ctx(t *testing.T) context.Context {
 // damage done to it on the host), and never gives restic the password but as a file.
 func TestOverSFTP(t *testing.T) {
 	l := newLab(t)
-	vault := filepath.Join(l.dir, "vault")
+	vault := filepath.Join(l.host.Dir, "vault")
 	r := l.repo(vault)
 
 	if _, err := r.Snapshots(ctx(t)); err == nil || !strings.Contains(err.Error(), "run emrkit backup offsite init") {
@@ -253,7 +214,7 @@ func TestOverSFTP(t *testing.T) {
 // not there each fail with restic's reason, promptly, and never wait for an answer.
 func TestSFTPFailuresSayWhy(t *testing.T) {
 	l := newLab(t)
-	vault := filepath.Join(l.dir, "vault")
+	vault := filepath.Join(l.host.Dir, "vault")
 	r := l.repo(vault)
 	if _, err := r.Init(ctx(t)); err != nil {
 		t.Fatal(err)
@@ -281,7 +242,7 @@ func TestSFTPFailuresSayWhy(t *testing.T) {
 		t.Fatalf("a password file others read: %v", err)
 	}
 
-	gone := l.repo(filepath.Join(l.dir, "never-made"))
+	gone := l.repo(filepath.Join(l.host.Dir, "never-made"))
 	if _, err := gone.Snapshots(ctx(t)); !errors.Is(err, offsite.ErrNoRepository) {
 		t.Fatalf("no repository there: %v", err)
 	}
