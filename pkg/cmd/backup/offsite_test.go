@@ -166,3 +166,38 @@ func doctorSays(t *testing.T, e *env, want map[string]string) {
 		t.Errorf("doctor reported none of %v", want)
 	}
 }
+
+// TestOffsiteFailuresAreMailed: with --alert (cron's runs) a backup whose offsite copy fails
+// and a failed repository check each mail alerts.mail_to what failed, through alerts.sendmail
+// (here a program keeping the message; e2e's TestAlertsReachRootsMailbox runs a real MTA), and
+// print the failure to stdout only, so cron mails no second copy.
+func TestOffsiteFailuresAreMailed(t *testing.T) {
+	e, _ := offsiteEnv(t)
+	box := filepath.Join(e.dir, "mailbox")
+	sendmail := filepath.Join(e.dir, "sendmail")
+	if err := os.WriteFile(sendmail, []byte("#!/bin/sh\ncat >>"+box+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustRead(t, e.config) + "alerts: {mail_to: root, sendmail: " + sendmail + "}\n"
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No repository yet (no init): the copy fails, the local backup is written.
+	out, errs, code := e.run("backup", "--encrypt", "--alert")
+	mail := mustRead(t, box)
+	if code != 1 || !strings.Contains(mail, "the offsite copy of the scheduled backup failed") ||
+		!strings.Contains(out, "offsite copy failed") || strings.Contains(errs, "offsite copy failed") {
+		t.Fatalf("backup --alert with the copy failing: %d\nstdout %q\nstderr %q\nmail:\n%s", code, out, errs, mail)
+	}
+	if !strings.Contains(out, e.backups+"/oscar_15-backup-") {
+		t.Fatalf("the local backup's path is not printed: %q", out)
+	}
+	if err := os.Remove(box); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = e.run("backup", "offsite", "check", "--alert")
+	mail = mustRead(t, box)
+	if code != 3 || !strings.Contains(mail, "the offsite repository check failed") || strings.Contains(errs, "FAILED") {
+		t.Fatalf("offsite check --alert of no repository: %d\nstdout %q\nstderr %q\nmail:\n%s", code, out, errs, mail)
+	}
+}
