@@ -66,6 +66,7 @@ const (
 	hipaaPasswords  = "164.308(a)(5)(ii)(D) password management"
 	hipaaBackup     = "164.308(a)(7)(ii)(A) data backup plan"
 	hipaaStorage    = "164.310(d)(2)(iv) data backup and storage"
+	hipaaIncident   = "164.308(a)(6)(ii) response and reporting"
 	hipaaTesting    = "164.308(a)(7)(ii)(D) testing and revision procedures"
 	hipaaEvaluation = "164.308(a)(8) evaluation"
 	hipaaRisk       = "164.308(a)(1)(ii)(B) risk management"
@@ -105,7 +106,7 @@ func Run(ctx context.Context, env Env, profile string) Report {
 	} else {
 		groups = append(groups, h.openemr)
 	}
-	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups, h.offsite, h.portal)
+	groups = append(groups, h.firewall, h.mariadb, h.mariadbServer, h.journal, h.backups, h.offsite, h.alerts, h.portal)
 	for _, g := range groups {
 		r.Checks = append(r.Checks, g()...)
 	}

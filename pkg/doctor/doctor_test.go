@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -105,5 +106,30 @@ func TestReportFollowsTheSchema(t *testing.T) {
 	json.Unmarshal(out, &back)
 	if back.Failed == 0 || !r.Failing() || back.Passed+back.Failed != back.Applicable {
 		t.Fatalf("an empty host: %+v", back)
+	}
+}
+
+func TestAlertsCheckFindsTheMailProgram(t *testing.T) {
+	dir := t.TempDir()
+	mta := filepath.Join(dir, "sendmail")
+	if err := os.WriteFile(mta, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		alerts config.Alerts
+		status Status
+		want   string
+	}{
+		{config.Alerts{Sendmail: mta}, Pass, mta + " mails root"},
+		{config.Alerts{Sendmail: mta, MailTo: "off"}, Warn, "alerts.mail_to is off"},
+		{config.Alerts{Sendmail: filepath.Join(dir, "none")}, Warn, "is not there"},
+		{config.Alerts{Sendmail: dir}, Warn, "is not there"},
+	} {
+		cfg := config.Default()
+		cfg.Alerts = c.alerts
+		got := (&host{env: Env{Config: cfg}}).alerts()
+		if len(got) != 1 || got[0].Status != c.status || !strings.Contains(got[0].Finding, c.want) {
+			t.Errorf("%+v: %+v, want %s %q", c.alerts, got, c.status, c.want)
+		}
 	}
 }
