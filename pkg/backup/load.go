@@ -20,6 +20,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/emrkit/emrkit/pkg/redact"
 )
 
@@ -77,6 +78,7 @@ type loader struct {
 	keyed    map[string]bool
 	version  int // the server's, for versioned comments
 	deferred *deferredKeys
+	meter    *progress.Meter // nil: no progress shown
 }
 
 type loadWorker struct {
@@ -97,8 +99,8 @@ type loadTask struct {
 
 // loadDump loads the dump file holds into database target over several connections,
 // scanning every statement on the way, and returns the scanner that read it (with digests,
-// its per-table digests).
-func loadDump(ctx context.Context, server config.Database, target, file string, keys openpgp.EntityList, limit int64, digests bool) (*Scanner, error) {
+// its per-table digests). meter (nil: none) counts the bytes of SQL handed on.
+func loadDump(ctx context.Context, server config.Database, target, file string, keys openpgp.EntityList, limit int64, digests bool, meter *progress.Meter) (*Scanner, error) {
 	r, err := OpenSQL(file, keys)
 	if err != nil {
 		return nil, err
@@ -116,7 +118,7 @@ func loadDump(ctx context.Context, server config.Database, target, file string, 
 	pool.SetMaxIdleConns(n + 1)
 	lctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	l := &loader{ctx: lctx, fail: fail, pool: pool, keyed: map[string]bool{}, size: max(loadBudget, limit)}
+	l := &loader{ctx: lctx, fail: fail, pool: pool, keyed: map[string]bool{}, size: max(loadBudget, limit), meter: meter}
 	l.budget = semaphore.NewWeighted(l.size)
 	sc := NewScanner(limit)
 	sc.emit, sc.noDigests = l.dispatch, !digests
@@ -234,6 +236,9 @@ func (l *loader) weight(s Statement) int64 { return min(int64(len(s.Text)), l.si
 func (l *loader) dispatch(s Statement) error {
 	if err := l.ctx.Err(); err != nil {
 		return context.Cause(l.ctx)
+	}
+	if l.meter != nil {
+		l.meter.Add(int64(len(s.Text)))
 	}
 	verb := statementVerb(s.Text, l.version)
 	switch verb {

@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/emrkit/emrkit/pkg/config"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // Summary is what reading a whole backup found.
@@ -76,6 +78,10 @@ type RestoreOptions struct {
 	Keys openpgp.EntityList
 	// Checked is the caller's Verify of File, just run (nil: Restore runs its own).
 	Checked *Summary
+	// Progress gets how far the load is (MB of SQL; nil: nowhere), rewritten in place when
+	// Interactive.
+	Progress    io.Writer
+	Interactive bool
 }
 
 // SourceError refuses to restore, into the database the configuration names, a dump that
@@ -139,7 +145,11 @@ func Restore(ctx context.Context, o RestoreOptions) error {
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+target+"`"); err != nil {
 		return fmt.Errorf("restore: create database %s: %w", target, err)
 	}
-	_, err = loadDump(ctx, server, target, o.File, o.Keys, limit, false)
+	meter := progress.NewMeter(o.Progress, o.Interactive, "restore "+target, progress.Megabytes, sum.Size)
+	_, err = loadDump(ctx, server, target, o.File, o.Keys, limit, false, meter)
+	if err == nil {
+		meter.Finish()
+	}
 	if errors.Is(err, ErrInterrupted) {
 		return fmt.Errorf("restore of %s into %s interrupted; the database may be partly restored — restore again", o.File, target)
 	}

@@ -80,7 +80,7 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 	}
 
 	// backup -> [decrypt] -> gunzip -> scanner (digests) + mariadb scratch
-	fromFile, err := loadDump(ctx, server, ScratchDatabase, file, keys, limit, true)
+	fromFile, err := loadDump(ctx, server, ScratchDatabase, file, keys, limit, true, nil)
 	if err != nil {
 		var load *LoadError
 		if errors.As(err, &load) {

@@ -17,6 +17,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -279,7 +280,7 @@ func timeFloor(b *testing.B, cfg config.Database, m Migration) time.Duration {
 		segs, err = e.segments(ctx, lo, hi)
 	}
 	if err == nil {
-		_, err = e.walkAll(ctx, m.Table, segs, batch, NewMeter(nil, false, "", -1), nil)
+		_, err = e.walkAll(ctx, m.Table, segs, batch, progress.NewMeter(nil, false, "", progress.Rows, -1), nil)
 	}
 	if err != nil {
 		b.Fatalf("floor of %s: %v", m.Name, err)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // This file holds down: the backup first, then every recorded row put back while it still
@@ -96,7 +98,7 @@ func (e *engine) down(ctx context.Context, undo string, backup BackupFunc) (Down
 		if _, err := e.conn.ExecContext(ctx, "UPDATE `"+ProgressTable+"` SET `backup` = ?"+mainRow, st.Backup, m.Name); err != nil {
 			return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
 		}
-		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, Group(st.Restored))
+		fmt.Fprintf(e.out, "%s: resuming undo after %s %d (%s rows restored so far)\n", m.Name, m.Key, st.LastKey, progress.Group(st.Restored))
 	} else if err := e.beginDown(ctx, st.LastKey, high, st.Backup); err != nil {
 		return DownResult{}, fmt.Errorf("record undo of %s: %w", m.Name, err)
 	}

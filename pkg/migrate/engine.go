@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -22,7 +23,7 @@ type engine struct {
 	database string
 	batch    int
 	workers  int // up's connections at once
-	meter    func(label string, total int64) *Meter
+	meter    func(label string, total int64) *progress.Meter
 	out      io.Writer
 	// afterBatch runs inside each batch's transaction, before the commit (tests slow it down
 	// to kill the process half-way); beforeApply between up's record and write (tests edit a

@@ -15,6 +15,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/emrkit/emrkit/pkg/step"
 	"github.com/emrkit/emrkit/pkg/twofa"
 )
@@ -120,8 +121,8 @@ func TestMiddleNames(t *testing.T) {
 		t.Fatalf("fixture too tame: %d rows like the seed, %d left whole, %d collapsed, %d changed", safe, leftWhole, collapsed, changed)
 	}
 	out := emr.out.String()
-	if !strings.Contains(out, fmt.Sprintf("changed %s rows", Group(int64(changed)))) ||
-		!strings.Contains(out, fmt.Sprintf("left %s rows' first_name whole", Group(int64(leftWhole)))) ||
+	if !strings.Contains(out, fmt.Sprintf("changed %s rows", progress.Group(int64(changed)))) ||
+		!strings.Contains(out, fmt.Sprintf("left %s rows' first_name whole", progress.Group(int64(leftWhole)))) ||
 		!strings.Contains(out, "middle-names: 10,000/10,000 rows (100%)") {
 		t.Fatalf("report:\n%s", out)
 	}
@@ -158,7 +159,7 @@ func TestMiddleNames(t *testing.T) {
 	if got := emr.tables(); !slices.Equal(got, []string{"demographic"}) {
 		t.Fatalf("emrkit tables left behind: %v", got)
 	}
-	if !strings.Contains(emr.out.String(), fmt.Sprintf("restored %s rows; backup in %s/emr-before-migrate-down-middle-names-", Group(int64(changed)), emr.backup)) {
+	if !strings.Contains(emr.out.String(), fmt.Sprintf("restored %s rows; backup in %s/emr-before-migrate-down-middle-names-", progress.Group(int64(changed)), emr.backup)) {
 		t.Fatalf("down report:\n%s", emr.out)
 	}
 	redoFromBackup(t, emr, after)
@@ -206,7 +207,7 @@ func TestRosterEnrolledTo(t *testing.T) {
 	}
 	var noMRP int
 	emr.db.QueryRow("SELECT COUNT(*) FROM demographic WHERE roster_status='RO' AND (roster_enrolled_to IS NULL OR roster_enrolled_to = '')").Scan(&noMRP)
-	if !strings.Contains(emr.out.String(), fmt.Sprintf("%s rostered patients have no MRP", Group(int64(noMRP)))) || noMRP == 0 {
+	if !strings.Contains(emr.out.String(), fmt.Sprintf("%s rostered patients have no MRP", progress.Group(int64(noMRP)))) || noMRP == 0 {
 		t.Fatalf("report (%d without MRP):\n%s", noMRP, emr.out)
 	}
 	if _, err := emr.down(env, "roster-enrolled-to"); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -73,7 +74,9 @@ func (env Env) engine(ctx context.Context, m Migration) (*engine, func(), error)
 		workers = DefaultWorkers
 	}
 	e := &engine{m: m, db: db, conn: conn, database: env.Database, batch: batch, workers: workers, out: env.out(), afterBatch: env.afterBatch, beforeApply: env.beforeApply,
-		meter: func(label string, total int64) *Meter { return NewMeter(env.out(), env.Interactive, label, total) }}
+		meter: func(label string, total int64) *progress.Meter {
+			return progress.NewMeter(env.out(), env.Interactive, label, progress.Rows, total)
+		}}
 	return e, func() { conn.Close() }, nil
 }
 
@@ -201,7 +204,7 @@ func (s Step) Apply(ctx context.Context, raw json.RawMessage) error {
 }
 
 func report(w io.Writer, name string, r Result) {
-	fmt.Fprintf(w, "%s: changed %s rows; every change is recorded for `emrkit migrate down %s`\n", name, Group(r.Changed), name)
+	fmt.Fprintf(w, "%s: changed %s rows; every change is recorded for `emrkit migrate down %s`\n", name, progress.Group(r.Changed), name)
 	for _, line := range r.Report {
 		fmt.Fprintf(w, "%s: %s\n", name, line)
 	}
@@ -298,11 +301,11 @@ func DownOutcome(r DownResult) (step.Outcome, string, error) {
 			more = ", ..."
 		}
 		return step.Kept, fmt.Sprintf("restored %s rows; kept %s rows edited or deleted since the migration (demographic_no %s%s); backup in %s",
-			Group(r.Restored), Group(r.Kept), strings.Join(keys, ", "), more, r.Backup), nil
+			progress.Group(r.Restored), progress.Group(r.Kept), strings.Join(keys, ", "), more, r.Backup), nil
 	case r.Already:
 		return step.AlreadyBefore, "", nil
 	default:
-		return step.Restored, fmt.Sprintf("restored %s rows; backup in %s", Group(r.Restored), r.Backup), nil
+		return step.Restored, fmt.Sprintf("restored %s rows; backup in %s", progress.Group(r.Restored), r.Backup), nil
 	}
 }
 

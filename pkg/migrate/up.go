@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // This file holds up: the migration's key range walked (walk.go), each batch recording its
@@ -70,7 +72,7 @@ func (e *engine) up(ctx context.Context) (Result, error) {
 		}
 		st = State{Name: m.Name, State: stateRunning, UndoTable: undo, LastKey: start, HighKey: high}
 	default:
-		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, Group(st.Changed))
+		fmt.Fprintf(e.out, "%s: resuming after %s %d (%s rows changed so far)\n", m.Name, m.Key, st.LastKey, progress.Group(st.Changed))
 	}
 	segs, err := e.segments(ctx, st.LastKey, st.HighKey)
 	if err != nil {
@@ -202,7 +204,7 @@ func (e *engine) notes(ctx context.Context) (any, error) {
 	var out []string
 	for i, n := range e.m.Notes {
 		if counts[i] > 0 {
-			out = append(out, fmt.Sprintf(n.Say, Group(counts[i])))
+			out = append(out, fmt.Sprintf(n.Say, progress.Group(counts[i])))
 		}
 	}
 	return out, nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // This file holds the walk up and down share: a key range cut into segments, each walked
@@ -89,7 +91,7 @@ func (e *engine) segments(ctx context.Context, last, high int64) ([]segment, err
 // whatever was committed is recorded and a re-run resumes each segment where it stopped.
 // meter counts the rows of full batches (its Finish counts the rest); totalc, when not nil,
 // delivers its total.
-func (e *engine) walkAll(ctx context.Context, table string, segs []segment, do batchFunc, meter *Meter, totalc <-chan result) (tally, error) {
+func (e *engine) walkAll(ctx context.Context, table string, segs []segment, do batchFunc, meter *progress.Meter, totalc <-chan result) (tally, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	donec := make(chan batchDone)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emrkit/emrkit/pkg/mariadb/mariadbtest"
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // TestUpWritesOnlyWhatItRecorded: OSCAR edits a row between a batch's record (a plain read)
@@ -147,10 +148,10 @@ func TestDownResumesAnEarlierReleasesProgress(t *testing.T) {
 	if _, err := emr.down(env, "middle-names"); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("middle-names: resuming undo after demographic_no %d (%s rows restored so far)", half, Group(restored)); !strings.Contains(emr.out.String(), want) {
+	if want := fmt.Sprintf("middle-names: resuming undo after demographic_no %d (%s rows restored so far)", half, progress.Group(restored)); !strings.Contains(emr.out.String(), want) {
 		t.Fatalf("no %q in:\n%s", want, emr.out)
 	}
-	if want := fmt.Sprintf("restored %s rows", Group(total)); !strings.Contains(emr.out.String(), want) {
+	if want := fmt.Sprintf("restored %s rows", progress.Group(total)); !strings.Contains(emr.out.String(), want) {
 		t.Fatalf("no %q in:\n%s", want, emr.out)
 	}
 	if emr.dump() != before {

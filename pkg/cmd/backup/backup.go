@@ -23,6 +23,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/pgp"
 	"github.com/emrkit/emrkit/pkg/plan"
+	"github.com/emrkit/emrkit/pkg/progress"
 )
 
 // Options are `emrkit backup`'s inputs.
@@ -280,7 +281,8 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 		}
 		fmt.Fprintf(o.F.Err, "backed up %s to %s\n", target, path)
 	}
-	if err := backup.Restore(ctx, backup.RestoreOptions{Database: dbc, File: o.File, Target: target, Keys: keys, Checked: &sum}); err != nil {
+	if err := backup.Restore(ctx, backup.RestoreOptions{Database: dbc, File: o.File, Target: target, Keys: keys, Checked: &sum,
+		Progress: o.F.Err, Interactive: progress.IsTerminal(o.F.Err)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.F.Out, "restored %s into %s\n", o.File, target)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -89,7 +90,7 @@ func TestOffsiteCopyRestoreAndCheck(t *testing.T) {
 	}
 	out, errs, code = e.run("restore", "--from", "offsite", "--yes", "--key", e.private, "--passphrase-file", e.passph)
 	outputs = append(outputs, out, errs)
-	if code != 0 || !strings.Contains(errs, "fetching snapshot "+snaps[0].ShortID) {
+	if code != 0 || !strings.Contains(errs, "fetching snapshot "+snaps[0].ShortID) || !regexp.MustCompile(`\nrestore oscar_15: ([0-9.]+)/([0-9.]+) MB \(100%\) in `).MatchString(errs) {
 		t.Fatalf("restore --from offsite: %d %q %q", code, out, errs)
 	}
 	if got := e.checksums("oscar_15"); got != want {

@@ -8,14 +8,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/emrkit/emrkit/pkg/backup"
 	"github.com/emrkit/emrkit/pkg/cmdutil"
@@ -23,6 +20,7 @@ import (
 	"github.com/emrkit/emrkit/pkg/journal"
 	"github.com/emrkit/emrkit/pkg/mariadb"
 	"github.com/emrkit/emrkit/pkg/migrate"
+	"github.com/emrkit/emrkit/pkg/progress"
 	"github.com/emrkit/emrkit/pkg/step"
 )
 
@@ -118,14 +116,9 @@ func check(o *Options, cfg config.Config) (migrate.Migration, error) {
 // does not defer), progress on stderr, and backups in paths.backup_dir.
 func env(o *Options, cfg config.Config, db migrate.Opener) migrate.Env {
 	return migrate.Env{
-		DB: db, Database: cfg.Database.Name, Progress: o.F.Err, Interactive: isTerminal(o.F.Err),
+		DB: db, Database: cfg.Database.Name, Progress: o.F.Err, Interactive: progress.IsTerminal(o.F.Err),
 		BatchSize: o.BatchSize, Workers: o.Workers, Backup: backup.Before(cfg),
 	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // open checks o and connects: the migration, the open database (the caller closes it), the
@@ -165,14 +158,14 @@ func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
 			return err
 		}
 		if st.State == "done" {
-			fmt.Fprintf(o.F.Out, "%s is already done on %s (%s rows changed); nothing to do\n", m.Name, s.Target(), migrate.Group(st.Changed))
+			fmt.Fprintf(o.F.Out, "%s is already done on %s (%s rows changed); nothing to do\n", m.Name, s.Target(), progress.Group(st.Changed))
 			return nil
 		}
 		n, err := migrate.Preview(ctx, db, cfg.Database.Name, m.Name)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.F.Out, "%s would change %s rows of %s (dry run: nothing changed)\n", m.Name, migrate.Group(n), s.Target())
+		fmt.Fprintf(o.F.Out, "%s would change %s rows of %s (dry run: nothing changed)\n", m.Name, progress.Group(n), s.Target())
 		return nil
 	}
 	j, err := journal.Open(cfg.Paths.StateDir)
@@ -191,10 +184,10 @@ func RunUp(ctx context.Context, o *Options, cfg config.Config) error {
 	}
 	if rep.Unchanged > 0 {
 		fmt.Fprintf(o.F.Out, "%s was already done on %s (%s rows changed, %s UTC); `emrkit migrate down %s` undoes it\n",
-			m.Name, s.Target(), migrate.Group(st.Changed), st.Updated.Format("2006-01-02 15:04"), m.Name)
+			m.Name, s.Target(), progress.Group(st.Changed), st.Updated.Format("2006-01-02 15:04"), m.Name)
 		return nil
 	}
-	fmt.Fprintf(o.F.Out, "%s is done on %s: %s rows changed\n", m.Name, s.Target(), migrate.Group(st.Changed))
+	fmt.Fprintf(o.F.Out, "%s is done on %s: %s rows changed\n", m.Name, s.Target(), progress.Group(st.Changed))
 	return nil
 }
 
@@ -232,7 +225,7 @@ func RunDown(ctx context.Context, o *Options, cfg config.Config) error {
 	case o.DryRun:
 		st, _, _ := migrate.ReadState(ctx, db, m.Name)
 		fmt.Fprintf(o.F.Out, "%s would be undone on %s: %s rows recorded, each restored unless edited since (dry run: nothing changed)\n",
-			m.Name, s.Target(), migrate.Group(st.Changed))
+			m.Name, s.Target(), progress.Group(st.Changed))
 	case rep.Kept > 0:
 		fmt.Fprintf(o.F.Out, "%s is undone on %s, except rows edited since (kept; listed above)\n", m.Name, s.Target())
 	default:
@@ -330,7 +323,7 @@ func RunList(ctx context.Context, o *ListOptions, cfg config.Config) error {
 			state := s.State
 			switch s.State {
 			case "done":
-				state = "done, " + migrate.Group(s.Changed) + " rows changed"
+				state = "done, " + progress.Group(s.Changed) + " rows changed"
 			case "running":
 				state = fmt.Sprintf("interrupted after demographic_no %d: run up to continue", s.LastKey)
 			case "undoing":

@@ -1,19 +1,26 @@
-package migrate
+// Package progress owns how emrkit's long runs (a data migration over a million rows, the
+// restore of a large backup) say how far they are: done of total, rate and ETA, in place on a
+// terminal, a line every few seconds elsewhere.
+package progress
 
 import (
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
+
+	"golang.org/x/term"
 )
 
-// Meter reports a long run's progress: rows done of total, rate and ETA. On a terminal it
+// Meter reports a long run's progress: units done of total, rate and ETA. On a terminal it
 // rewrites one line in place (carriage return) at most every TTYEvery; elsewhere (dpkg, cron,
 // a log) it writes a plain line at most every PlainEvery. Finish writes the last line.
 type Meter struct {
 	w           io.Writer
 	interactive bool
 	label       string
+	unit        Unit
 	total, done int64
 	start, last time.Time
 	now         func() time.Time
@@ -25,23 +32,35 @@ const (
 	PlainEvery = 10 * time.Second
 )
 
-// NewMeter starts measuring now; total -1 means not known yet. A nil w discards.
-func NewMeter(w io.Writer, interactive bool, label string, total int64) *Meter {
-	return newMeterAt(w, interactive, label, total, time.Now)
+// Unit is what a Meter counts and how a count is written.
+type Unit struct {
+	Name   string
+	Format func(int64) string
 }
 
-func newMeterAt(w io.Writer, interactive bool, label string, total int64, now func() time.Time) *Meter {
+// Rows counts rows (1,000,000 rows); Megabytes counts bytes, written in MB (734.0 MB).
+var (
+	Rows      = Unit{Name: "rows", Format: Group}
+	Megabytes = Unit{Name: "MB", Format: func(n int64) string { return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) }}
+)
+
+// NewMeter starts measuring now; total -1 means not known yet. A nil w discards.
+func NewMeter(w io.Writer, interactive bool, label string, unit Unit, total int64) *Meter {
+	return newMeterAt(w, interactive, label, unit, total, time.Now)
+}
+
+func newMeterAt(w io.Writer, interactive bool, label string, unit Unit, total int64, now func() time.Time) *Meter {
 	if w == nil {
 		w = io.Discard
 	}
 	t := now()
-	return &Meter{w: w, interactive: interactive, label: label, total: total, start: t, last: t, now: now}
+	return &Meter{w: w, interactive: interactive, label: label, unit: unit, total: total, start: t, last: t, now: now}
 }
 
 // SetTotal sets the total once it is known (NewMeter takes -1 for "not yet").
 func (m *Meter) SetTotal(n int64) { m.total = n }
 
-// Add counts n more rows done and reports when the throttle allows.
+// Add counts n more units done and reports when the throttle allows.
 func (m *Meter) Add(n int64) {
 	m.done += n
 	t := m.now()
@@ -56,7 +75,7 @@ func (m *Meter) Add(n int64) {
 	m.print(m.line(t, false), false)
 }
 
-// Finish writes the final line: rows, elapsed time and mean rate.
+// Finish writes the final line: units, elapsed time and mean rate.
 func (m *Meter) Finish() {
 	if m.total >= 0 {
 		m.done = max(m.done, m.total)
@@ -83,17 +102,18 @@ func (m *Meter) line(t time.Time, final bool) string {
 	if elapsed > 0 {
 		rate = float64(m.done) / elapsed.Seconds()
 	}
-	s := fmt.Sprintf("%s: %s rows", m.label, Group(m.done))
+	f, unit := m.unit.Format, m.unit.Name
+	s := fmt.Sprintf("%s: %s %s", m.label, f(m.done), unit)
 	if m.total >= 0 {
-		s = fmt.Sprintf("%s: %s/%s rows", m.label, Group(m.done), Group(m.total))
+		s = fmt.Sprintf("%s: %s/%s %s", m.label, f(m.done), f(m.total), unit)
 	}
 	if m.total > 0 {
 		s += fmt.Sprintf(" (%d%%)", m.done*100/m.total)
 	}
 	if final {
-		return s + fmt.Sprintf(" in %s, %s rows/s", elapsed.Round(100*time.Millisecond), Group(int64(rate)))
+		return s + fmt.Sprintf(" in %s, %s %s/s", elapsed.Round(100*time.Millisecond), f(int64(rate)), unit)
 	}
-	s += fmt.Sprintf(", %s rows/s", Group(int64(rate)))
+	s += fmt.Sprintf(", %s %s/s", f(int64(rate)), unit)
 	if rate > 0 && m.total > m.done {
 		eta := time.Duration(float64(m.total-m.done) / rate * float64(time.Second))
 		s += ", ETA " + eta.Round(time.Second).String()
@@ -112,4 +132,10 @@ func Group(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return neg + s
+}
+
+// IsTerminal reports whether w is a terminal, where a Meter rewrites its line in place.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

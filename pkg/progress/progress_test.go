@@ -1,4 +1,4 @@
-package migrate
+package progress
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ func TestMeter(t *testing.T) {
 
 	// Not a terminal: a plain line at most every PlainEvery, and the final report.
 	var plain bytes.Buffer
-	m := newMeterAt(&plain, false, "middle-names", -1, now)
+	m := newMeterAt(&plain, false, "middle-names", Rows, -1, now)
 	clock = clock.Add(time.Second)
 	m.Add(100_000) // throttled
 	m.SetTotal(1_000_000)
@@ -31,7 +31,7 @@ func TestMeter(t *testing.T) {
 
 	// A terminal: one line rewritten in place, erased to its end, ended by the final report.
 	var tty bytes.Buffer
-	m = newMeterAt(&tty, true, "undo roster-enrolled-to", 3000, now)
+	m = newMeterAt(&tty, true, "undo roster-enrolled-to", Rows, 3000, now)
 	for range 3 {
 		clock = clock.Add(TTYEvery)
 		m.Add(1000)
@@ -47,7 +47,7 @@ func TestMeter(t *testing.T) {
 
 	// No total known: rows done only.
 	var none bytes.Buffer
-	m = newMeterAt(&none, false, "x", -1, now)
+	m = newMeterAt(&none, false, "x", Rows, -1, now)
 	clock = clock.Add(PlainEvery)
 	m.Add(5)
 	if got := none.String(); got != "x: 5 rows, 0 rows/s\n" {
@@ -55,5 +55,14 @@ func TestMeter(t *testing.T) {
 	}
 	if Group(-1234567) != "-1,234,567" || Group(999) != "999" {
 		t.Fatal("group")
+	}
+
+	// Bytes, in MB.
+	var mb bytes.Buffer
+	m = newMeterAt(&mb, false, "restore", Megabytes, 734_000_000, now)
+	clock = clock.Add(PlainEvery)
+	m.Add(120_300_000)
+	if got := mb.String(); got != "restore: 120.3/734.0 MB (16%), 12.0 MB/s, ETA 51s\n" {
+		t.Fatalf("megabytes: %q", got)
 	}
 }
