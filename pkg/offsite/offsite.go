@@ -203,7 +203,6 @@ func (r Repo) run(ctx context.Context, out func(line []byte), args ...string) ([
 	}
 	cmd := exec.CommandContext(ctx, prog, append(common, args...)...)
 	cmd.Env = r.env()
-	cmd.Stdin = nil
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stderr = &limited{w: &stderr, n: 64 << 10}
@@ -229,11 +228,10 @@ func (r Repo) run(ctx context.Context, out func(line []byte), args ...string) ([
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("offsite: %s is not installed; apt install restic", prog)
 		}
-		msg := lastLine(stderr.String())
-		if strings.Contains(msg, "Is there a repository at the following location?") || strings.Contains(stderr.String(), "Is there a repository at the following location?") {
+		if strings.Contains(stderr.String(), "Is there a repository at the following location?") {
 			return nil, fmt.Errorf("offsite: %w at %s; run emrkit backup offsite init", ErrNoRepository, r.Repository)
 		}
-		return nil, fmt.Errorf("restic %s: %w: %s", args[0], err, redact.Line(msg))
+		return nil, fmt.Errorf("restic %s: %w: %s", args[0], err, redact.Line(lastLine(stderr.String())))
 	}
 	return stdout.Bytes(), nil
 }
