@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -166,6 +167,18 @@ func TestDoctorOnOSCARHost(t *testing.T) {
 		if r, _ := doctorRun(t, c, "/usr/bin/emrkit"); len(changed(good, statuses(r))) != 0 {
 			t.Fatalf("after repairing %s: %v\n%s", f.check, changed(good, statuses(r)), table(r))
 		}
+	}
+
+	// A PIN the cycle has not rewritten (no TOTP code has 4 digits): the check compares it
+	// with the code of the secret in the column, which matches the digest emrkit journaled.
+	fresh()
+	c.mustRun("mariadb", "oscar_15", "-e", "UPDATE security SET pin = '0000' WHERE user_name = 'nurse'")
+	if r, _ := doctorRun(t, c, "/usr/bin/emrkit"); !slices.Equal(changed(good, statuses(r)), []string{"oscar.pins-fresh PASS->FAIL"}) {
+		t.Errorf("a stale PIN flipped %v:\n%s", changed(good, statuses(r)), table(r))
+	}
+	fresh()
+	if r, _ := doctorRun(t, c, "/usr/bin/emrkit"); len(changed(good, statuses(r))) != 0 {
+		t.Fatalf("after sync-pins: %v\n%s", changed(good, statuses(r)), table(r))
 	}
 
 	// A 3-day-old newest backup.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -139,18 +140,20 @@ func (h *host) pinsFresh(db *sql.DB) Check {
 	}
 	now := h.env.Now()
 	var stale []string
-	for user, secret := range ours {
-		var pin sql.NullString
+	for user, digest := range ours {
+		var pin, secret sql.NullString
 		// Only enabled users are cycled; one disabled by hand is oscar.enrolled's finding.
-		if err := db.QueryRowContext(h.ctx, "SELECT pin FROM security WHERE user_name = ? AND totp_secret = ? AND totp_enabled = 1", user, secret).Scan(&pin); err != nil {
+		if err := db.QueryRowContext(h.ctx, "SELECT pin, totp_secret FROM security WHERE user_name = ? AND totp_enabled = 1", user).Scan(&pin, &secret); err != nil ||
+			twofa.SecretDigest(secret.String) != digest {
 			continue // disabled, re-enrolled elsewhere or gone: not a PIN emrkit cycles
 		}
-		cur, _ := totp.Code(secret, now)
-		prev, _ := totp.Code(secret, now.Add(-totp.Period))
+		cur, _ := totp.Code(secret.String, now)
+		prev, _ := totp.Code(secret.String, now.Add(-totp.Period))
 		if pin.String != cur && pin.String != prev {
 			stale = append(stale, user)
 		}
 	}
+	slices.Sort(stale)
 	return check(id, title, hipaaAuth, len(stale) == 0, fmt.Sprintf("%d enrolled users' PINs are current", len(ours)),
 		fmt.Sprintf("the PINs of %s are stale: the once-a-minute cycle is not running", strings.Join(stale, ", ")),
 		"check that cron runs (systemctl status cron) and "+h.env.Config.Paths.CronFile+" is there; emrkit 2fa sync-pins")
