@@ -79,6 +79,7 @@ type loader struct {
 	version  int // the server's, for versioned comments
 	deferred *deferredKeys
 	meter    *progress.Meter // nil: no progress shown
+	admit    func() error    // nil once asked (see loadJob)
 }
 
 type loadWorker struct {
@@ -97,45 +98,65 @@ type loadTask struct {
 	ack  chan struct{}
 }
 
-// loadDump loads the dump file holds into database target over several connections,
-// scanning every statement on the way, and returns the scanner that read it (with digests,
-// its per-table digests). meter (nil: none) counts the bytes of SQL handed on.
-func loadDump(ctx context.Context, server config.Database, target, file string, keys openpgp.EntityList, limit int64, digests bool, meter *progress.Meter) (*Scanner, error) {
-	r, err := OpenSQL(file, keys)
+// loadJob says what loadDump loads where.
+type loadJob struct {
+	server config.Database // reaches the server; its Name is not used
+	target string          // the database loaded into
+	file   string
+	keys   openpgp.EntityList
+	limit  int64 // the server's max_allowed_packet
+	// digests: the scanner keeps per-table digests (a restore test compares them).
+	digests bool
+	meter   *progress.Meter // counts the bytes of SQL handed on; nil: none
+	// admit, when set, is asked before the first statement the server would run (past
+	// mariadb-dump's header, which names the database), with the scanner so far; its error
+	// stops the load before anything is loaded.
+	admit func(*Scanner) error
+}
+
+// loadDump loads the dump j.file holds into database j.target over several connections,
+// scanning every statement on the way, and returns the scanner that read it (with
+// j.digests, its per-table digests) and how many bytes of SQL it read.
+func loadDump(ctx context.Context, j loadJob) (*Scanner, int64, error) {
+	r, err := OpenSQL(j.file, j.keys)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer r.Close()
-	into := server
-	into.Name = target
+	into := j.server
+	into.Name = j.target
 	n := loadWorkers()
-	pool, err := mariadb.Open(ctx, into, mariadb.MaxPacket(limit))
+	pool, err := mariadb.Open(ctx, into, mariadb.MaxPacket(j.limit))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer pool.Close()
 	pool.SetMaxOpenConns(n + 1)
 	pool.SetMaxIdleConns(n + 1)
 	lctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	l := &loader{ctx: lctx, fail: fail, pool: pool, keyed: map[string]bool{}, size: max(loadBudget, limit), meter: meter}
+	l := &loader{ctx: lctx, fail: fail, pool: pool, keyed: map[string]bool{}, size: max(loadBudget, j.limit), meter: j.meter}
 	l.budget = semaphore.NewWeighted(l.size)
-	sc := NewScanner(limit)
-	sc.emit, sc.noDigests = l.dispatch, !digests
+	sc := NewScanner(j.limit)
+	sc.emit, sc.noDigests = l.dispatch, !j.digests
+	if j.admit != nil {
+		l.admit = func() error { return j.admit(sc) }
+	}
+	var size int64
 	if err = l.start(n); err == nil {
 		// The stream reads on under ctx: a failed statement reaches it as the scanner's error.
-		if _, err = stream(ctx, file, r, sc); err == nil {
+		if size, err = stream(ctx, j.file, r, sc); err == nil {
 			err = l.finish()
 		}
 	}
 	l.stop()
 	if ctx.Err() != nil {
-		return sc, ErrInterrupted
+		return sc, size, ErrInterrupted
 	}
 	if cause := context.Cause(lctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // the statement that failed, rather than the stop it caused
 	}
-	return sc, err
+	return sc, size, err
 }
 
 func (l *loader) start(n int) error {
@@ -230,7 +251,8 @@ func (w *loadWorker) commit(ctx context.Context) error {
 	return nil
 }
 
-func (l *loader) weight(s Statement) int64 { return min(int64(len(s.Text)), l.size) }
+// weight is what s holds of the budget: its buffer, which may be larger than its text.
+func (l *loader) weight(s Statement) int64 { return min(int64(cap(s.Text)), l.size) }
 
 // dispatch takes the scanner's next statement.
 func (l *loader) dispatch(s Statement) error {
@@ -241,6 +263,13 @@ func (l *loader) dispatch(s Statement) error {
 		l.meter.Add(int64(len(s.Text)))
 	}
 	verb := statementVerb(s.Text, l.version)
+	if l.admit != nil && verb != "" {
+		admit := l.admit
+		l.admit = nil
+		if err := admit(); err != nil {
+			return err
+		}
+	}
 	switch verb {
 	case "INSERT INTO":
 		return l.insert(s)
@@ -276,6 +305,11 @@ func (l *loader) dispatch(s Statement) error {
 
 // finish waits for every row and adds the keys still deferred.
 func (l *loader) finish() error {
+	if l.admit != nil {
+		if err := l.admit(); err != nil {
+			return err
+		}
+	}
 	if err := l.barrier(); err != nil {
 		return err
 	}

@@ -169,7 +169,7 @@ func TestRestoreEqualsThePlainClients(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", `gzip -dc "$2" | mariadb --defaults-extra-file="$1" plain_copy`, "sh", mariadbtest.OptionFile(t, server), file).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if err := Restore(ctx, RestoreOptions{Database: cfg, File: file, Target: "parallel_copy"}); err != nil {
+	if _, err := Restore(ctx, RestoreOptions{Database: cfg, File: file, Target: "parallel_copy"}); err != nil {
 		t.Fatal(err)
 	}
 	if n := sameTables(t, srv, "plain_copy", "parallel_copy"); n < 4 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -156,16 +157,22 @@ var ErrInterrupted = errors.New("interrupted")
 // saying where; a cancelled ctx is ErrInterrupted; an error sc's receiver returns (a
 // statement the server refused) is that error.
 func stream(ctx context.Context, file string, r io.Reader, sc *Scanner) (int64, error) {
-	buf := make([]byte, 256<<10)
+	chunks, done := readAhead(r)
+	defer done()
 	var total int64
 	for {
 		if ctx.Err() != nil {
 			return total, ErrInterrupted
 		}
-		n, err := r.Read(buf)
-		if n > 0 {
-			total += int64(n)
-			if _, serr := sc.Write(buf[:n]); serr != nil {
+		c, ok := <-chunks
+		if !ok {
+			break
+		}
+		if len(c.data) > 0 {
+			total += int64(len(c.data))
+			_, serr := sc.Write(c.data)
+			c.release()
+			if serr != nil {
 				var d *DamagedError
 				if errors.As(serr, &d) {
 					d.File = file
@@ -173,15 +180,12 @@ func stream(ctx context.Context, file string, r io.Reader, sc *Scanner) (int64, 
 				return total, serr
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
+		if c.err != nil {
 			if ctx.Err() != nil {
 				return total, ErrInterrupted
 			}
 			line, off := sc.Position()
-			return total, &DamagedError{File: file, Reason: readProblem(err), Line: line, Offset: off, Table: sc.TableAt(line)}
+			return total, &DamagedError{File: file, Reason: readProblem(c.err), Line: line, Offset: off, Table: sc.TableAt(line)}
 		}
 	}
 	if !sc.Completed() {
@@ -190,6 +194,72 @@ func stream(ctx context.Context, file string, r io.Reader, sc *Scanner) (int64, 
 			Line: line, Offset: off, Table: sc.TableAt(line)}
 	}
 	return total, nil
+}
+
+// chunk is what one read of readAhead's got: bytes (release hands their buffer back), then
+// possibly the error that ended the reading (never io.EOF).
+type chunk struct {
+	data    []byte
+	err     error
+	release func()
+}
+
+// readAhead reads r in a goroutine of its own, a few buffers ahead of whoever takes the
+// chunks, so that decompressing (and decrypting) runs beside scanning on another CPU rather
+// than in turn with it. The channel closes after the last chunk; done stops the reading and
+// waits for it, so that r may be closed after.
+func readAhead(r io.Reader) (<-chan chunk, func()) {
+	const buffers, size = 4, 256 << 10
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, size)
+	}
+	out := make(chan chunk, buffers)
+	stop := make(chan struct{})
+	var reading sync.WaitGroup
+	reading.Go(func() {
+		defer close(out)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			n, err := fill(r, buf)
+			c := chunk{data: buf[:n], release: func() { free <- buf }}
+			if !errors.Is(err, io.EOF) {
+				c.err = err
+			}
+			select {
+			case out <- c:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	var once sync.Once
+	return out, func() {
+		once.Do(func() { close(stop) })
+		reading.Wait()
+	}
+}
+
+// fill reads r into buf until buf is full or r fails (io.EOF at its end), returning the
+// error as r gave it: unlike io.ReadFull it keeps a cut gzip stream's io.ErrUnexpectedEOF.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // readProblem says why reading a backup failed, in the words an admin needs.

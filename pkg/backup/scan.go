@@ -87,6 +87,7 @@ type Scanner struct {
 	emit     func(Statement) error
 	emitErr  error
 	text     []byte
+	textHint int // the capacity a new text starts with
 	keepFrom int
 	curr     []byte // the write being read
 }
@@ -476,6 +477,11 @@ func (s *Scanner) word(c byte) {
 func (s *Scanner) begin() {
 	if !s.inStmt {
 		s.inStmt, s.stmtLen, s.stmtLine, s.stmtOff = true, 1, s.sline, s.soff+int64(s.at)
+		if s.text == nil && s.emit != nil {
+			// The receiver kept the last one: a new buffer, as large as that was, spares growing
+			// this one copy by copy (a dump's INSERTs are much of a size).
+			s.text = make([]byte, 0, s.textHint)
+		}
 		s.text, s.keepFrom = s.text[:0], s.at
 	}
 }
@@ -500,6 +506,7 @@ func (s *Scanner) endStatement() {
 		text = text[:len(text)-len(s.delim)]
 		s.emitErr = s.emit(Statement{Text: text, Line: s.stmtLine, Table: s.TableAt(s.stmtLine)})
 		s.text = nil // the receiver keeps it
+		s.textHint = min(len(text)+len(text)/8, 16<<20)
 	}
 	s.reset()
 }

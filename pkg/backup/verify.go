@@ -80,7 +80,7 @@ func VerifyRestore(ctx context.Context, db config.Database, file string, keys op
 	}
 
 	// backup -> [decrypt] -> gunzip -> scanner (digests) + mariadb scratch
-	fromFile, err := loadDump(ctx, server, ScratchDatabase, file, keys, limit, true, nil)
+	fromFile, _, err := loadDump(ctx, loadJob{server: server, target: ScratchDatabase, file: file, keys: keys, limit: limit, digests: true})
 	if err != nil {
 		var load *LoadError
 		if errors.As(err, &load) {

@@ -130,7 +130,7 @@ func TestBackupRestore(t *testing.T) {
 	if !strings.HasPrefix(filepath.Base(plain), "oscar_15-backup-") || !strings.HasSuffix(plain, PlainSuffix) {
 		t.Fatalf("name %s", plain)
 	}
-	if err := Restore(ctx, RestoreOptions{Database: cfg, File: plain, Target: "scratch"}); err != nil {
+	if _, err := Restore(ctx, RestoreOptions{Database: cfg, File: plain, Target: "scratch"}); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, want, objects(t, srv, srv.DB(t, "scratch"), "scratch"))
@@ -178,7 +178,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("gpg -d gave %d bytes, emrkit %d", len(theirs), len(ours))
 	}
 
-	if err := Restore(ctx, RestoreOptions{Database: cfg, File: sealed, Target: "scratch2", Keys: private}); err != nil {
+	if _, err := Restore(ctx, RestoreOptions{Database: cfg, File: sealed, Target: "scratch2", Keys: private}); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, want, objects(t, srv, srv.DB(t, "scratch2"), "scratch2"))
@@ -187,7 +187,7 @@ func TestBackupRestore(t *testing.T) {
 	if _, err := db.Exec("UPDATE security SET pin = '9999' WHERE user_name = 'oscardoc'"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Restore(ctx, RestoreOptions{Database: cfg, File: plain}); err != nil {
+	if _, err := Restore(ctx, RestoreOptions{Database: cfg, File: plain}); err != nil {
 		t.Fatal(err)
 	}
 	sameObjects(t, want, objects(t, srv, db, "oscar_15"))
@@ -198,7 +198,8 @@ func TestBackupRestore(t *testing.T) {
 }
 
 // TestRefusesDamagedBackups: a truncated or altered backup, a wrong key, no key: restore
-// refuses before it touches the database.
+// refuses before it touches the database, and leaves no database behind when it was to
+// create one.
 func TestRefusesDamagedBackups(t *testing.T) {
 	srv := mariadbtest.Start(t)
 	ctx := context.Background()
@@ -253,9 +254,18 @@ func TestRefusesDamagedBackups(t *testing.T) {
 		{"wrong key", sealed, wrong, "cannot decrypt"},
 		{"no key", sealed, nil, "the backup is encrypted; give the export private key"},
 	} {
-		err := Restore(ctx, RestoreOptions{Database: cfg, File: c.file, Keys: c.keys})
+		_, err := Restore(ctx, RestoreOptions{Database: cfg, File: c.file, Keys: c.keys})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing was restored") {
 			t.Errorf("%s: %v", c.name, err)
+		}
+		// Into a new database the backup is read once, loaded as it is checked: what was
+		// loaded before the damage showed goes again with the database.
+		_, err = Restore(ctx, RestoreOptions{Database: cfg, File: c.file, Keys: c.keys, Target: "oscar_new"})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing was restored (the database emrkit created for it is removed again)") {
+			t.Errorf("%s, into a new database: %v", c.name, err)
+		}
+		if there, _, err := Exists(ctx, cfg, "oscar_new"); there || err != nil {
+			t.Errorf("%s: after the failed restore into a new database it is there (%v)", c.name, err)
 		}
 	}
 	sameObjects(t, want, objects(t, srv, db, "oscar_15"))

@@ -572,7 +572,7 @@ func redoFromBackup(t *testing.T, emr *fixture, afterUp string) {
 	if slices.Sort(names); !slices.Equal(names, []string{ProgressTable, "emrkit_undo_middle_names"}) {
 		t.Fatalf("the backup before down holds %v, want the progress and undo tables only", names)
 	}
-	if err := backup.Restore(t.Context(), backup.RestoreOptions{Database: emr.cfg, File: files[0]}); err != nil {
+	if _, err := backup.Restore(t.Context(), backup.RestoreOptions{Database: emr.cfg, File: files[0]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := emr.db.Exec("UPDATE demographic d JOIN emrkit_undo_middle_names u USING (demographic_no)" +

@@ -245,21 +245,27 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 	if err != nil {
 		return damaged(fmt.Errorf("restore: %w", err))
 	}
-	limit, err := backup.StatementLimit(ctx, dbc)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	sum, err := backup.Verify(ctx, o.File, keys, limit)
-	if err != nil {
-		return damaged(fmt.Errorf("restore: %w; nothing was restored", err))
-	}
-	if err := backup.CheckSource(o.File, sum.Database, target, o.Database != ""); err != nil {
-		return cmdutil.Usage(fmt.Errorf("restore: %w; nothing was restored", err))
-	}
-	fmt.Fprintf(o.F.Err, "%s is complete: %.1f MB of SQL of database %s\n", o.File, float64(sum.Size)/1e6, orUnnamed(sum.Database))
 	exists, tables, err := backup.Exists(ctx, dbc, target)
 	if err != nil {
 		return err
+	}
+	// Into a database that is there, the backup is checked whole before anything is replaced;
+	// into a new one, Restore checks it as it loads and drops what it loaded should it fail.
+	var checked *backup.Summary
+	if exists || o.DryRun {
+		limit, err := backup.StatementLimit(ctx, dbc)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		sum, err := backup.Verify(ctx, o.File, keys, limit)
+		if err != nil {
+			return damaged(fmt.Errorf("restore: %w; nothing was restored", err))
+		}
+		if err := backup.CheckSource(o.File, sum.Database, target, o.Database != ""); err != nil {
+			return cmdutil.Usage(fmt.Errorf("restore: %w; nothing was restored", err))
+		}
+		fmt.Fprintf(o.F.Err, "%s is complete: %.1f MB of SQL of database %s\n", o.File, float64(sum.Size)/1e6, orUnnamed(sum.Database))
+		checked = &sum
 	}
 	what := fmt.Sprintf("restore %s into the new database %s", o.File, target)
 	if exists && tables > 0 {
@@ -281,9 +287,16 @@ func RunRestore(ctx context.Context, o *RestoreOptions, cfg config.Config) error
 		}
 		fmt.Fprintf(o.F.Err, "backed up %s to %s\n", target, path)
 	}
-	if err := backup.Restore(ctx, backup.RestoreOptions{Database: dbc, File: o.File, Target: target, Keys: keys, Checked: &sum,
-		Progress: o.F.Err, Interactive: progress.IsTerminal(o.F.Err)}); err != nil {
-		return err
+	sum, err := backup.Restore(ctx, backup.RestoreOptions{Database: dbc, File: o.File, Target: o.Database, Keys: keys, Checked: checked,
+		Progress: o.F.Err, Interactive: progress.IsTerminal(o.F.Err)})
+	if _, ok := errors.AsType[*backup.SourceError](err); ok {
+		return cmdutil.Usage(err)
+	}
+	if err != nil {
+		return damaged(err)
+	}
+	if checked == nil {
+		fmt.Fprintf(o.F.Err, "%s was complete: %.1f MB of SQL of database %s\n", o.File, float64(sum.Size)/1e6, orUnnamed(sum.Database))
 	}
 	fmt.Fprintf(o.F.Out, "restored %s into %s\n", o.File, target)
 	return nil
