@@ -56,7 +56,7 @@ test: deps
 # Go benchmarks (2FA PIN cycle, PGP, ...), the 1,000,000-row migration and backup comparisons
 # with the seed's SQL and mariadb-dump | gzip, then configure speed under dpkg in a chroot
 # (100,000 patients, 200 users) against a bare dpkg -i. scripts/bench-migrate.sh alone takes
-# about 15 minutes: the migrations run three rounds.
+# about 17 minutes: the migrations and the restore comparison run three rounds.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -skip 'VersusSeed|WholeUpgrade|VersusGzip|VersusDumpRestore|VersusPlainClient' ./...
 	sh scripts/bench-migrate.sh
