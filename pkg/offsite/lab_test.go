@@ -273,3 +273,41 @@ func TestRepositoryStrings(t *testing.T) {
 		t.Error("an ssh_key path with a blank was taken")
 	}
 }
+
+// TestFindBySnapshotID: a snapshot is found by any unique prefix of its ID; a prefix that 17
+// snapshots must share (there are 16 hex digits) is refused as ambiguous, naming how many it
+// matches; an ID of none is ErrNoSnapshot.
+func TestFindBySnapshotID(t *testing.T) {
+	dir := t.TempDir()
+	r := offsite.Repo{Repository: filepath.Join(dir, "repo"), PasswordFile: filepath.Join(dir, "offsite.password")}
+	if _, err := r.Init(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	byFirst := map[byte][]offsite.Snapshot{}
+	for i := range 17 {
+		file := filepath.Join(dir, fmt.Sprintf("oscar_15-backup-20261207T0217%02dZ.sql.gz", i))
+		must(t, os.WriteFile(file, []byte(fmt.Sprintf("backup %d\n", i)), 0o600))
+		s, err := r.Copy(ctx(t), file)
+		if err != nil {
+			t.Fatalf("copy %d: %v", i, err)
+		}
+		byFirst[s.ID[0]] = append(byFirst[s.ID[0]], s)
+	}
+	for first, shared := range byFirst {
+		for _, s := range shared {
+			if got, err := r.Find(ctx(t), s.ShortID); err != nil || got.ID != s.ID {
+				t.Errorf("find %s: %v %v", s.ShortID, got.ID, err)
+			}
+		}
+		if len(shared) < 2 {
+			continue
+		}
+		_, err := r.Find(ctx(t), string(first))
+		if want := fmt.Sprintf("snapshot ID %c is ambiguous (%d snapshots); give more of it", first, len(shared)); err == nil || err.Error() != want {
+			t.Errorf("find %c: %v, want %q", first, err, want)
+		}
+	}
+	if _, err := r.Find(ctx(t), "zz"); !errors.Is(err, offsite.ErrNoSnapshot) {
+		t.Errorf("find of no snapshot: %v", err)
+	}
+}
