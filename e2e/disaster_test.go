@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,6 +136,9 @@ func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
 	if nightly == "" {
 		t.Fatalf("no encrypted nightly backup in the cron entry:\n%s", entry)
 	}
+	// An OSCAR user whose 2FA the clinic's emrkit enrolled, their PIN cycled.
+	clinic.mustRun("emrkit", "2fa", "enroll", "nurse", "--no-qr")
+	clinic.mustRun("emrkit", "2fa", "sync-pins")
 	clinic.mustRun("sh", "-c", nightly)
 	want := clinic.dbDump()
 	for _, line := range blocks[0] {
@@ -185,6 +189,15 @@ func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
 	}
 	if list := fresh.mustRun("emrkit", "backup", "offsite", "list"); firstBackup == "" || !strings.Contains(list, firstBackup) {
 		t.Fatalf("the vault does not hold the new server's first backup %q:\n%s", firstBackup, list)
+	}
+	// The new server's emrkit took nurse's enrolment over (2fa adopt): the cycle writes their
+	// PIN, and doctor checks it.
+	if list := fresh.mustRun("emrkit", "2fa", "list"); !regexp.MustCompile(`nurse\s+yes\s+yes`).MatchString(list) {
+		t.Fatalf("after the runbook nurse is not emrkit's enrolment:\n%s", list)
+	}
+	fresh.mustRun("emrkit", "2fa", "sync-pins")
+	if out, _ := fresh.run("emrkit", "doctor"); !strings.Contains(out, "1 enrolled users' PINs are current") {
+		t.Fatalf("after the runbook and a PIN cycle doctor does not find nurse's PIN current:\n%s", out)
 	}
 }
 

@@ -114,6 +114,15 @@ func Read(dir string) ([]Entry, error) {
 	return read(filepath.Join(dir, fileName))
 }
 
+// ReadFile returns the entries of the journal file at path (another host's, say) without
+// locking it.
+func ReadFile(path string) ([]Entry, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return read(path)
+}
+
 // maxSize bounds the journal read: it holds the before-images of the files emrkit edited, a
 // few KiB each, so 64 MiB is far beyond any real journal and still cheap to hold.
 const maxSize = 64 << 20

@@ -31,7 +31,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Use:   "2fa",
 		Short: "OSCAR two-factor login: enrol users, verify codes, cycle PINs",
 	}
-	cmd.AddCommand(newEnroll(f), newDisable(f), newList(f), newVerify(f), newSyncPins(f))
+	cmd.AddCommand(newEnroll(f), newDisable(f), newList(f), newVerify(f), newSyncPins(f), newAdopt(f))
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +219,68 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAdoptAfterADisasterRestore: a new server that has the old one's database (restored) but
+// a journal of its own does not cycle the PIN of a user the old emrkit enrolled; `2fa adopt`
+// with the old journal takes the enrolment over, so sync-pins cycles it and revert --all puts
+// back the user's row as it was before the old server's emrkit, PIN included.
+func TestAdoptAfterADisasterRestore(t *testing.T) {
+	srv := mariadbtest.Start(t)
+	e := newEnv(t, srv, "oscar_adopt")
+	before := srv.Dump(t, e.name, "security")
+	if _, errs, code := e.run("2fa", "enroll", "oscardoc", "--no-qr"); code != 0 {
+		t.Fatal(errs)
+	}
+	state := filepath.Join(filepath.Dir(e.config), "state")
+	old := filepath.Join(t.TempDir(), "journal.json")
+	data, err := os.ReadFile(filepath.Join(state, "journal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(old, data, 0o600)
+	os.RemoveAll(state) // the new server: the database came back, the journal did not
+	pin := func() string {
+		var p string
+		e.db.QueryRow("SELECT pin FROM security WHERE user_name='oscardoc'").Scan(&p)
+		return p
+	}
+	e.db.Exec("UPDATE security SET pin = '000000' WHERE user_name = 'oscardoc'") // the code the backup caught
+	if _, errs, code := e.run("2fa", "sync-pins"); code != 0 || pin() != "000000" {
+		t.Fatalf("sync-pins before adopt: exit %d, PIN %q, %s", code, pin(), errs)
+	}
+	if _, errs, code := e.run("2fa", "adopt", "--journal", filepath.Join(t.TempDir(), "none.json")); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Fatalf("adopt of a journal that is not there: exit %d, %q", code, errs)
+	}
+	none := filepath.Join(t.TempDir(), "journal.json")
+	os.WriteFile(none, []byte(`{"format": 1, "entries": []}`), 0o600)
+	if out, errs, code := e.run("2fa", "adopt", "--journal", none); code != 0 || out != "" || !strings.Contains(errs, "records no 2FA enrolment emrkit made in database oscar_adopt: there is none to adopt") {
+		t.Fatalf("adopt from a journal of no enrolment: exit %d, %q %q", code, out, errs)
+	}
+	out, errs, code := e.run("2fa", "adopt", "--journal", old)
+	if code != 0 || !regexp.MustCompile(`oscardoc\s+yes`).MatchString(out) || !strings.Contains(errs, "adopted 1 of 1") {
+		t.Fatalf("adopt: exit %d\n%s%s", code, out, errs)
+	}
+	if _, errs, code := e.run("2fa", "sync-pins"); code != 0 {
+		t.Fatal(errs)
+	}
+	now := time.Now()
+	if p := pin(); p != oathtool(t, e.secret("oscardoc"), now) && p != oathtool(t, e.secret("oscardoc"), now.Add(-time.Second)) {
+		t.Fatalf("after adopt the PIN %q is not the current code", p)
+	}
+	if out, errs, code := e.run("2fa", "adopt", "--journal", old); code != 0 || !strings.Contains(out, "this host's journal records them already") || !strings.Contains(errs, "adopted 0 of 1") {
+		t.Fatalf("second adopt: exit %d\n%s%s", code, out, errs)
+	}
+	if out, errs, code := e.run("revert", "--all"); code != 0 {
+		t.Fatalf("revert: %s %s", out, errs)
+	}
+	if after := srv.Dump(t, e.name, "security"); after != before {
+		t.Fatalf("security after revert differs from before the old server's enrolment:\n%s\n---\n%s", before, after)
+	}
+	// A secret changed since (re-enrolled by hand on the new server): not emrkit's to adopt.
+	os.RemoveAll(state)
+	e.db.Exec("UPDATE security SET totp_enabled = 1, totp_secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' WHERE user_name = 'oscardoc'")
+	if out, _, code := e.run("2fa", "adopt", "--journal", old); code != 0 || !strings.Contains(out, "their secret is not the one emrkit wrote there") {
+		t.Fatalf("adopt of a changed secret: exit %d\n%s", code, out)
+	}
 }
