@@ -136,7 +136,8 @@ func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
 	if nightly == "" {
 		t.Fatalf("no encrypted nightly backup in the cron entry:\n%s", entry)
 	}
-	// An OSCAR user whose 2FA the clinic's emrkit enrolled, their PIN cycled.
+	// OSCAR users whose 2FA the clinic's emrkit enrolled, their PINs cycled: oscardoc by the
+	// plan (totp.users), nurse by hand.
 	clinic.mustRun("emrkit", "2fa", "enroll", "nurse", "--no-qr")
 	clinic.mustRun("emrkit", "2fa", "sync-pins")
 	clinic.mustRun("sh", "-c", nightly)
@@ -190,14 +191,18 @@ func TestDisasterRecoveryFromOffsiteAlone(t *testing.T) {
 	if list := fresh.mustRun("emrkit", "backup", "offsite", "list"); firstBackup == "" || !strings.Contains(list, firstBackup) {
 		t.Fatalf("the vault does not hold the new server's first backup %q:\n%s", firstBackup, list)
 	}
-	// The new server's emrkit took nurse's enrolment over (2fa adopt): the cycle writes their
-	// PIN, and doctor checks it.
-	if list := fresh.mustRun("emrkit", "2fa", "list"); !regexp.MustCompile(`nurse\s+yes\s+yes`).MatchString(list) {
-		t.Fatalf("after the runbook nurse is not emrkit's enrolment:\n%s", list)
+	// The new server's emrkit took both enrolments over (2fa adopt; oscardoc's replaces the
+	// plan's entry that waited for the database): the cycle writes their PINs, and doctor
+	// checks them.
+	list := fresh.mustRun("emrkit", "2fa", "list")
+	for _, user := range []string{"oscardoc", "nurse"} {
+		if !regexp.MustCompile(user + `\s+yes\s+yes`).MatchString(list) {
+			t.Fatalf("after the runbook %s is not emrkit's enrolment:\n%s", user, list)
+		}
 	}
 	fresh.mustRun("emrkit", "2fa", "sync-pins")
-	if out, _ := fresh.run("emrkit", "doctor"); !strings.Contains(out, "1 enrolled users' PINs are current") {
-		t.Fatalf("after the runbook and a PIN cycle doctor does not find nurse's PIN current:\n%s", out)
+	if out, _ := fresh.run("emrkit", "doctor"); !strings.Contains(out, "2 enrolled users' PINs are current") {
+		t.Fatalf("after the runbook and a PIN cycle doctor does not find both PINs current:\n%s", out)
 	}
 }
 

@@ -21,8 +21,8 @@ type Adoption struct {
 // who has 2FA on and whose secret is still the one that emrkit wrote (its digest matches)
 // gets the old entry, before-state and all. sync-pins then cycles their PIN again, doctor
 // checks it, and an undo gives back what the user had before emrkit, as the old host's would
-// have. An enrolment this journal records already, or whose secret has changed since, is left
-// alone. It returns one Adoption per enrolment of d in old, sorted as old has them.
+// have. An enrolment this journal records already (done or pending), or whose secret has
+// changed since, is left alone. It returns one Adoption per enrolment of d in old, sorted as old has them.
 func Adopt(ctx context.Context, d *DB, j journal.Handle, old []journal.Entry) ([]Adoption, error) {
 	db, err := d.Get(ctx)
 	if err != nil {
@@ -47,7 +47,9 @@ func Adopt(ctx context.Context, d *DB, j journal.Handle, old []journal.Entry) ([
 		case SecretDigest(st.Secret.String) != u.digest():
 			a.Reason = "their secret is not the one emrkit wrote there"
 		default:
-			if _, ok := j.Get(e.ID); ok {
+			// A deferred entry (the plan's, waiting for the database) changed nothing: the old
+			// enrolment replaces it.
+			if have, ok := j.Get(e.ID); ok && (have.State == journal.Done || have.State == journal.Pending) {
 				a.Reason = "this host's journal records them already"
 				break
 			}
