@@ -263,10 +263,8 @@ func (l *loader) dispatch(s Statement) error {
 		l.meter.Add(int64(len(s.Text)))
 	}
 	verb := statementVerb(s.Text, l.version)
-	if l.admit != nil && verb != "" {
-		admit := l.admit
-		l.admit = nil
-		if err := admit(); err != nil {
+	if verb != "" {
+		if err := l.admitted(); err != nil {
 			return err
 		}
 	}
@@ -303,12 +301,20 @@ func (l *loader) dispatch(s Statement) error {
 	return l.exec(l.coord, s)
 }
 
+// admitted asks admit, once (see loadJob).
+func (l *loader) admitted() error {
+	admit := l.admit
+	if admit == nil {
+		return nil
+	}
+	l.admit = nil
+	return admit()
+}
+
 // finish waits for every row and adds the keys still deferred.
 func (l *loader) finish() error {
-	if l.admit != nil {
-		if err := l.admit(); err != nil {
-			return err
-		}
+	if err := l.admitted(); err != nil {
+		return err
 	}
 	if err := l.barrier(); err != nil {
 		return err

@@ -206,8 +206,8 @@ type chunk struct {
 
 // readAhead reads r in a goroutine of its own, a few buffers ahead of whoever takes the
 // chunks, so that decompressing (and decrypting) runs beside scanning on another CPU rather
-// than in turn with it. The channel closes after the last chunk; done stops the reading and
-// waits for it, so that r may be closed after.
+// than in turn with it. The channel closes after the last chunk; done (called once) stops the
+// reading and waits for it, so that r may be closed after.
 func readAhead(r io.Reader) (<-chan chunk, func()) {
 	const buffers, size = 4, 256 << 10
 	free := make(chan []byte, buffers)
@@ -241,9 +241,8 @@ func readAhead(r io.Reader) (<-chan chunk, func()) {
 			}
 		}
 	})
-	var once sync.Once
 	return out, func() {
-		once.Do(func() { close(stop) })
+		close(stop)
 		reading.Wait()
 	}
 }
